@@ -1,0 +1,303 @@
+//! Command-line flags, and nothing else: clap lives here only.
+//!
+//! [`ServerArgs`] holds the flags every spyglass server takes, the `spyglass`
+//! binary and any library user's binary alike; a library user may flatten it
+//! into a clap parser of their own. [`SiteArgs`] adds the built-in handlers'
+//! flags for the `spyglass` binary. Every flag can also be set from the
+//! environment as `SPYGLASS_<FLAG>` (so a unit can use `Environment=`); list
+//! flags take comma-separated values there.
+//!
+//! A bad value ends the program with one line naming the flag and exit code
+//! 2 ([`parse_or_exit`]).
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+
+use crate::config::{
+    Config, HttpConfig, IdleTimeout, ListenAddr, LogTarget, Size, Timeout, Timespan,
+};
+
+/// Flags shared by every spyglass server.
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on when systemd passes no socket: HOST:PORT,
+    /// [V6]:PORT or unix:/PATH (repeatable).
+    #[arg(long, value_name = "ADDR", env = "SPYGLASS_LISTEN", value_delimiter = ',',
+          default_value = "127.0.0.1:8080")]
+    pub listen: Vec<ListenAddr>,
+
+    /// Worker processes [default: the CPUs available]
+    #[arg(short = 'w', long, value_name = "N", env = "SPYGLASS_WORKERS")]
+    pub workers: Option<NonZeroUsize>,
+
+    /// Exit after this long without work (30s, 5min, 0 or infinity = never)
+    /// [default: 60s when socket-activated, never otherwise]
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<IdleTimeout>,
+
+    /// Time a graceful stop may take before what is left is killed.
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_GRACEFUL_TIMEOUT", default_value = "30s")]
+    pub graceful_timeout: Timeout,
+
+    /// Replace a worker whose event loop has been stuck this long
+    /// (0 = never).
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_WORKER_TIMEOUT", default_value = "60s")]
+    pub worker_timeout: Timespan,
+
+    /// Where logs go: journald when stderr is connected to it, else stderr.
+    #[arg(long, value_enum, value_name = "TARGET", env = "SPYGLASS_LOG_TARGET", default_value = "auto")]
+    pub log_target: LogTargetArg,
+
+    /// The most verbose level logged.
+    #[arg(long, value_enum, value_name = "LEVEL", env = "SPYGLASS_LOG_LEVEL", default_value = "info")]
+    pub log_level: LogLevelArg,
+
+    /// One log event per request (on or off).
+    #[arg(long, value_name = "on|off", env = "SPYGLASS_ACCESS_LOG", default_value = "on",
+          value_parser = parse_switch)]
+    pub access_log: bool,
+
+    /// Longest request line, else 414.
+    #[arg(long, value_name = "SIZE", env = "SPYGLASS_MAX_REQUEST_LINE", default_value = "8K")]
+    pub max_request_line: Size,
+
+    /// Largest request head, else 431.
+    #[arg(long, value_name = "SIZE", env = "SPYGLASS_MAX_HEAD", default_value = "32K")]
+    pub max_head: Size,
+
+    /// Most header fields in a request, else 431.
+    #[arg(long, value_name = "N", env = "SPYGLASS_MAX_HEADERS", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_headers: u16,
+
+    /// Largest request body, else 413.
+    #[arg(long, value_name = "SIZE", env = "SPYGLASS_MAX_BODY", default_value = "16M")]
+    pub max_body: Size,
+
+    /// Request bodies larger than this are kept in a temporary file, not in
+    /// memory.
+    #[arg(long, value_name = "SIZE", env = "SPYGLASS_BODY_BUFFER", default_value = "64K")]
+    pub body_buffer: Size,
+
+    /// Time to receive a request head, else 408.
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_HEADER_TIMEOUT", default_value = "20s")]
+    pub header_timeout: Timeout,
+
+    /// Longest silence while receiving a request body, else 408.
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_BODY_TIMEOUT", default_value = "30s")]
+    pub body_timeout: Timeout,
+
+    /// How long an idle keep-alive connection stays open.
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_KEEPALIVE_TIMEOUT", default_value = "15s")]
+    pub keepalive_timeout: Timeout,
+
+    /// Drop a client that accepts no response bytes for this long.
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_WRITE_TIMEOUT", default_value = "30s")]
+    pub write_timeout: Timeout,
+
+    /// Requests served on one connection before it is closed (0 = no limit).
+    #[arg(long, value_name = "N", env = "SPYGLASS_MAX_REQUESTS", default_value_t = 10_000)]
+    pub max_requests: u64,
+
+    /// Most open connections per worker.
+    #[arg(long, value_name = "N", env = "SPYGLASS_MAX_CONNECTIONS", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+/// The built-in handlers' flags (the `spyglass` binary).
+#[derive(Args, Clone, Debug)]
+pub struct SiteArgs {
+    /// Directory of files to serve.
+    #[arg(value_name = "ROOT", env = "SPYGLASS_ROOT", default_value = ".")]
+    pub root: PathBuf,
+
+    /// Run CGI scripts from DIR for URLs under PREFIX, as in
+    /// /cgi-bin=./cgi-bin (repeatable).
+    #[arg(long, value_name = "PREFIX=DIR", env = "SPYGLASS_CGI", value_delimiter = ',',
+          value_parser = parse_cgi_mount)]
+    pub cgi: Vec<(String, PathBuf)>,
+
+    /// Time a CGI script may run; then its process group is killed (504).
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_CGI_TIMEOUT", default_value = "60s")]
+    pub cgi_timeout: Timeout,
+
+    /// Pass the Authorization header to CGI scripts (as HTTP_AUTHORIZATION).
+    #[arg(long, env = "SPYGLASS_CGI_PASS_AUTHORIZATION")]
+    pub cgi_pass_authorization: bool,
+
+    /// Serve files and directories whose names start with a dot.
+    #[arg(long, env = "SPYGLASS_SHOW_HIDDEN")]
+    pub show_hidden: bool,
+
+    /// List the contents of directories that have no index.html.
+    #[arg(long, env = "SPYGLASS_LIST_DIRS")]
+    pub list_dirs: bool,
+
+    /// Cache-Control header for static files, as in "max-age=3600".
+    #[arg(long, value_name = "VALUE", env = "SPYGLASS_CACHE_CONTROL")]
+    pub cache_control: Option<String>,
+}
+
+/// The `spyglass` binary's command line.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "spyglass", version, about = "A socket-activated, pre-forking HTTP/1.1 server")]
+pub struct Cli {
+    #[command(flatten)]
+    pub site: SiteArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// The command line of a library user's server: the shared flags only.
+#[derive(Parser, Clone, Debug)]
+pub struct AppCli {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `--log-target`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LogTargetArg {
+    Auto,
+    Journald,
+    Stderr,
+}
+
+/// `--log-level`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LogLevelArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl ServerArgs {
+    /// The validated configuration these flags describe.
+    pub fn config(&self) -> Result<Config, String> {
+        let size = |flag: &str, s: Size| {
+            usize::try_from(s.0).map_err(|_| format!("--{flag}: {} is too large", s.0))
+        };
+        let http = HttpConfig {
+            max_request_line: size("max-request-line", self.max_request_line)?,
+            max_head: size("max-head", self.max_head)?,
+            max_headers: usize::from(self.max_headers),
+            max_body: self.max_body.0,
+            body_buffer: size("body-buffer", self.body_buffer)?,
+            header_timeout: self.header_timeout.0,
+            body_timeout: self.body_timeout.0,
+            keepalive_timeout: self.keepalive_timeout.0,
+            write_timeout: self.write_timeout.0,
+            max_requests: self.max_requests,
+            max_connections: self.max_connections as usize,
+        };
+        if http.max_request_line < 64 {
+            return Err("--max-request-line: must be at least 64 bytes".into());
+        }
+        if http.max_head < http.max_request_line {
+            return Err("--max-head: must be at least --max-request-line".into());
+        }
+        Ok(Config {
+            listen: self.listen.clone(),
+            workers: self
+                .workers
+                .map_or_else(crate::config::default_workers, NonZeroUsize::get),
+            idle_timeout: self.idle_timeout.unwrap_or(IdleTimeout::Auto),
+            graceful_timeout: self.graceful_timeout.0,
+            worker_timeout: self.worker_timeout.0,
+            log_target: match self.log_target {
+                LogTargetArg::Auto => LogTarget::Auto,
+                LogTargetArg::Journald => LogTarget::Journald,
+                LogTargetArg::Stderr => LogTarget::Stderr,
+            },
+            log_level: match self.log_level {
+                LogLevelArg::Error => tracing::Level::ERROR,
+                LogLevelArg::Warn => tracing::Level::WARN,
+                LogLevelArg::Info => tracing::Level::INFO,
+                LogLevelArg::Debug => tracing::Level::DEBUG,
+                LogLevelArg::Trace => tracing::Level::TRACE,
+            },
+            access_log: self.access_log,
+            http,
+        })
+    }
+}
+
+/// Parse the command line; on a bad flag print one line naming it and exit
+/// 2. `--help` and `--version` print and exit 0.
+pub fn parse_or_exit<P: Parser>() -> P {
+    match P::try_parse() {
+        Ok(p) => p,
+        Err(e) => exit_with(&e),
+    }
+}
+
+/// Print a clap error the way spyglass reports bad flags, then exit.
+pub fn exit_with(e: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        std::process::exit(0);
+    }
+    usage_error(e.to_string().lines().next().unwrap_or("bad arguments"))
+}
+
+/// One line on stderr, exit code 2: the convention for bad usage.
+pub fn usage_error(line: &str) -> ! {
+    let prog = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "spyglass".into());
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    eprintln!("{prog}: {line} (try --help)");
+    std::process::exit(2)
+}
+
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" | "1" => Ok(true),
+        "off" | "no" | "false" | "0" => Ok(false),
+        _ => Err(format!("'{s}': expected on or off")),
+    }
+}
+
+fn parse_cgi_mount(s: &str) -> Result<(String, PathBuf), String> {
+    let (prefix, dir) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': expected PREFIX=DIR, as in /cgi-bin=./cgi-bin"))?;
+    if !prefix.starts_with('/') {
+        return Err(format!("'{prefix}': the URL prefix must start with /"));
+    }
+    if dir.is_empty() {
+        return Err(format!("'{s}': the directory is empty"));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    Ok((prefix.to_owned(), PathBuf::from(dir)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+        AppCli::command().debug_assert();
+    }
+
+    #[test]
+    fn cgi_mounts() {
+        assert_eq!(
+            parse_cgi_mount("/cgi-bin/=./cgi"),
+            Ok(("/cgi-bin".into(), PathBuf::from("./cgi")))
+        );
+        assert!(parse_cgi_mount("cgi-bin=./cgi").is_err());
+        assert!(parse_cgi_mount("/cgi-bin").is_err());
+    }
+}

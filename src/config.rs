@@ -1,0 +1,321 @@
+//! Plain, validated configuration: what the server does, with no knowledge of
+//! where the values came from (clap, environment, a library user's code) and
+//! no file descriptors.
+//!
+//! The value types here (durations, sizes, listen addresses) carry their own
+//! parsers so that the CLI and library users accept the same spellings.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Everything the master, the workers and the HTTP engine need to know.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to bind when systemd passed no sockets.
+    pub listen: Vec<ListenAddr>,
+    /// Number of worker processes.
+    pub workers: usize,
+    /// Idle exit: see [`IdleTimeout`].
+    pub idle_timeout: IdleTimeout,
+    /// How long a graceful stop may take before the rest is killed.
+    pub graceful_timeout: Duration,
+    /// A worker whose event loop has not turned for this long is killed
+    /// and replaced (a handler stuck in a loop); `None` disables the check.
+    pub worker_timeout: Option<Duration>,
+    /// Where log events go.
+    pub log_target: LogTarget,
+    /// The most verbose level logged.
+    pub log_level: tracing::Level,
+    /// One event per request.
+    pub access_log: bool,
+    /// HTTP engine limits and timeouts.
+    pub http: HttpConfig,
+}
+
+/// Limits and timeouts of the HTTP/1.1 engine.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Longest request line (method, target, version), else 414.
+    pub max_request_line: usize,
+    /// Longest request head (request line and all header lines), else 431.
+    pub max_head: usize,
+    /// Most header fields in one request, else 431.
+    pub max_headers: usize,
+    /// Largest request body, else 413.
+    pub max_body: u64,
+    /// Bodies up to this size stay in memory; larger ones spill to an
+    /// unlinked temporary file.
+    pub body_buffer: usize,
+    /// Time allowed to receive a whole request head, else 408.
+    pub header_timeout: Duration,
+    /// Longest silence while a request body is being received, else 408.
+    pub body_timeout: Duration,
+    /// How long an idle persistent connection is kept open.
+    pub keepalive_timeout: Duration,
+    /// Longest time a response write may make no progress before the client
+    /// is dropped.
+    pub write_timeout: Duration,
+    /// Requests served on one connection before it is closed (0: no limit).
+    pub max_requests: u64,
+    /// Most open connections per worker.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_request_line: 8 * 1024,
+            max_head: 32 * 1024,
+            max_headers: 100,
+            max_body: 16 * 1024 * 1024,
+            body_buffer: 64 * 1024,
+            header_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            max_requests: 10_000,
+            max_connections: 16_384,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))],
+            workers: default_workers(),
+            idle_timeout: IdleTimeout::Auto,
+            graceful_timeout: Duration::from_secs(30),
+            worker_timeout: Some(Duration::from_secs(60)),
+            log_target: LogTarget::Auto,
+            log_level: tracing::Level::INFO,
+            access_log: true,
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// The CPUs this process may run on (its affinity mask, so a
+/// `CPUAffinity=` or a container limit is honoured), at least 1.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// When the master exits for lack of work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleTimeout {
+    /// 60 s when socket-activated, never when spyglass bound its own socket
+    /// (then nothing would start it again).
+    Auto,
+    /// Never exit for idleness.
+    Never,
+    /// Exit after this long without work.
+    After(Duration),
+}
+
+impl IdleTimeout {
+    /// The default idle timeout under socket activation.
+    pub const ACTIVATED_DEFAULT: Duration = Duration::from_secs(60);
+
+    /// The timeout in effect, given whether the sockets came from systemd.
+    pub fn resolve(self, activated: bool) -> Option<Duration> {
+        match self {
+            IdleTimeout::Auto if activated => Some(Self::ACTIVATED_DEFAULT),
+            IdleTimeout::Auto | IdleTimeout::Never => None,
+            IdleTimeout::After(d) => Some(d),
+        }
+    }
+}
+
+impl FromStr for IdleTimeout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match Timespan::from_str(s)?.0 {
+            None => IdleTimeout::Never,
+            Some(d) => IdleTimeout::After(d),
+        })
+    }
+}
+
+/// A systemd-style time span: a bare number is seconds (`90`), units as in
+/// `30s`, `5min`, `1h 30min`, `250ms`; `0` and `infinity` mean "never".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timespan(pub Option<Duration>);
+
+impl FromStr for Timespan {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "infinity" {
+            return Ok(Timespan(None));
+        }
+        let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let secs: u64 = s.parse().map_err(|_| format!("'{s}' is too large"))?;
+            Duration::from_secs(secs)
+        } else {
+            humantime::parse_duration(s)
+                .map_err(|e| format!("'{s}' is not a time span ({e}); try 30s, 5min or infinity"))?
+        };
+        Ok(Timespan((!d.is_zero()).then_some(d)))
+    }
+}
+
+/// Like [`Timespan`] but "never" is refused: for timeouts that must end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(pub Duration);
+
+impl FromStr for Timeout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match Timespan::from_str(s)?.0 {
+            Some(d) => Ok(Timeout(d)),
+            None => Err(format!("'{s}': this timeout must be a positive time span")),
+        }
+    }
+}
+
+/// A byte size: a bare number is bytes; `K`, `M`, `G` (also `KiB`, `KB`, ...)
+/// are powers of 1024, as in systemd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("'{s}' is not a size; try 64K or 16M"))?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            _ => return Err(format!("'{s}': unknown unit; use K, M or G")),
+        };
+        n.checked_mul(1 << shift)
+            .map(Size)
+            .ok_or_else(|| format!("'{s}' is too large"))
+    }
+}
+
+/// Where to listen when systemd passed no sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `HOST:PORT`, `[V6]:PORT`.
+    Tcp(SocketAddr),
+    /// `unix:/path/to/socket`.
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("'unix:' needs a path, as in unix:/run/site.sock".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ListenAddr::Tcp(addr));
+        }
+        if let Some(port) = s.strip_prefix("localhost:") {
+            let port: u16 = port.parse().map_err(|_| format!("'{s}': bad port"))?;
+            return Ok(ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        if let Some(port) = s.strip_prefix(':') {
+            let port: u16 = port.parse().map_err(|_| format!("'{s}': bad port"))?;
+            return Ok(ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], port))));
+        }
+        Err(format!(
+            "'{s}' is not a listen address; use HOST:PORT, [::1]:PORT or unix:/path"
+        ))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Where log events go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// journald when stderr is connected to it (`JOURNAL_STREAM`), else stderr.
+    Auto,
+    /// The native journal protocol, with structured fields.
+    Journald,
+    /// Text lines on stderr.
+    Stderr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timespans() {
+        let secs = |n| Timespan(Some(Duration::from_secs(n)));
+        for (input, want) in [
+            ("90", secs(90)),
+            ("30s", secs(30)),
+            ("5min", secs(300)),
+            ("1h 30min", secs(5400)),
+            ("0", Timespan(None)),
+            ("infinity", Timespan(None)),
+        ] {
+            assert_eq!(input.parse::<Timespan>(), Ok(want), "{input}");
+        }
+        assert_eq!(
+            "250ms".parse::<Timespan>(),
+            Ok(Timespan(Some(Duration::from_millis(250))))
+        );
+        for bad in ["", "soon", "-1", "5 parsecs"] {
+            assert!(bad.parse::<Timespan>().is_err(), "{bad}");
+        }
+        assert!("0".parse::<Timeout>().is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        for (input, want) in [("512", 512), ("64K", 65536), ("16MiB", 16 << 20), ("1g", 1 << 30)] {
+            assert_eq!(input.parse::<Size>(), Ok(Size(want)), "{input}");
+        }
+        for bad in ["", "K", "12 parsecs", "99999999999999999999G"] {
+            assert!(bad.parse::<Size>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addrs() {
+        assert_eq!(
+            "127.0.0.1:80".parse(),
+            Ok(ListenAddr::Tcp("127.0.0.1:80".parse().unwrap()))
+        );
+        assert_eq!(
+            "[::1]:8080".parse(),
+            Ok(ListenAddr::Tcp("[::1]:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            "unix:/run/x.sock".parse(),
+            Ok(ListenAddr::Unix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            ":8080".parse(),
+            Ok(ListenAddr::Tcp("0.0.0.0:8080".parse().unwrap()))
+        );
+        for bad in ["8080", "unix:", "example.com", "[::1]"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The public app API: a [`Handler`] turns an [`http::Request`] into an
+//! [`http::Response`], using the `http` crate's types so that handlers read
+//! like those of hyper, axum or tower.
+//!
+//! A handler runs inline in a worker's event loop once the whole request,
+//! body included, has arrived; it returns a response whose [`Body`] is one
+//! of three kinds: bytes in memory, regions of files (sent with sendfile,
+//! never read into memory), or a stream read as the client accepts it (sent
+//! chunked when its length is unknown). The engine alone frames the
+//! response: `Content-Length`, `Transfer-Encoding`, `Connection` and `Date`
+//! set by a handler are dropped.
+//!
+//! A panic in a handler becomes a 500 for that request; the worker and its
+//! other connections carry on.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// A request as a handler sees it.
+pub type Request = http::Request<RequestBody>;
+
+/// A response as a handler returns it.
+pub type Response = http::Response<Body>;
+
+/// An application: called once per request, in a worker process.
+///
+/// Any `FnMut(Request) -> Response` is a handler. Each worker has its own
+/// copy (built before the fork and shared copy-on-write, or built in the
+/// worker by [`crate::Server::serve_with`]), so `&mut self` needs no lock.
+pub trait Handler {
+    /// Answer one request.
+    fn call(&mut self, req: Request) -> Response;
+}
+
+impl<F: FnMut(Request) -> Response> Handler for F {
+    fn call(&mut self, req: Request) -> Response {
+        self(req)
+    }
+}
+
+/// Which worker a per-worker init hook runs in.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerInfo {
+    /// 0-based slot of this worker (stable across respawns of that slot).
+    pub index: usize,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// Facts about the connection a request arrived on; every request carries
+/// one in its extensions (`req.extensions().get::<ConnInfo>()`).
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The client.
+    pub peer: Peer,
+    /// The local TCP port the connection came in on, if TCP.
+    pub local_port: Option<u16>,
+    /// The listener's name (`FileDescriptorName=` or its address).
+    pub listener: Arc<str>,
+}
+
+/// A client address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A client on a Unix socket.
+    Unix,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(a) => write!(f, "{a}"),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+/// A request body, complete: small ones in memory, large ones in an
+/// unlinked temporary file. Read it with [`std::io::Read`].
+pub struct RequestBody {
+    inner: Stored,
+    len: u64,
+}
+
+enum Stored {
+    Memory(io::Cursor<Vec<u8>>),
+    File(io::BufReader<File>),
+}
+
+impl RequestBody {
+    /// An empty body.
+    pub fn empty() -> RequestBody {
+        RequestBody::from_vec(Vec::new())
+    }
+
+    /// A body held in memory.
+    pub fn from_vec(v: Vec<u8>) -> RequestBody {
+        RequestBody {
+            len: v.len() as u64,
+            inner: Stored::Memory(io::Cursor::new(v)),
+        }
+    }
+
+    /// A body stored in `file` (positioned at its start), `len` bytes long.
+    pub(crate) fn from_file(file: File, len: u64) -> RequestBody {
+        RequestBody {
+            inner: Stored::File(io::BufReader::new(file)),
+            len,
+        }
+    }
+
+    /// Its length in bytes (chunked bodies included, once de-chunked).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the request had no body.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole body in memory (reads a spilled body back from its file).
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        match self.inner {
+            Stored::Memory(c) => Ok(c.into_inner()),
+            Stored::File(mut f) => {
+                let mut v = Vec::with_capacity(self.len as usize);
+                f.read_to_end(&mut v)?;
+                Ok(v)
+            }
+        }
+    }
+}
+
+impl Read for RequestBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Stored::Memory(c) => c.read(buf),
+            Stored::File(f) => f.read(buf),
+        }
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody").field("len", &self.len).finish()
+    }
+}
+
+/// A source of response bytes produced while the response is being sent:
+/// a pipe from a CGI script, a generator, a reader.
+///
+/// The engine calls [`Source::read`] only when the client has taken the
+/// previous bytes, so a slow client never makes the worker buffer the whole
+/// body. A source with a descriptor ([`Source::fd`]) may return
+/// [`io::ErrorKind::WouldBlock`]; the engine then waits until the
+/// descriptor is readable, serving other connections meanwhile. A source
+/// without one is read as a blocking reader.
+pub trait Source {
+    /// Read the next bytes into `buf`; `Ok(0)` ends the body.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// A descriptor that turns readable when `read` can make progress.
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// A time by which the body must be complete; past it the engine drops
+    /// the source and closes the connection (the client sees a truncated
+    /// body, never a complete-looking one).
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+struct ReadSource<R>(R);
+
+impl<R: Read> Source for ReadSource<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// A piece of a body made of parts.
+pub enum Part {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// `len` bytes of a file from `offset`, sent with sendfile.
+    File {
+        /// The file (shared by several parts of one body, e.g. byte ranges).
+        file: Rc<File>,
+        /// Where the region starts.
+        offset: u64,
+        /// How long it is.
+        len: u64,
+    },
+}
+
+impl Part {
+    fn len(&self) -> u64 {
+        match self {
+            Part::Bytes(b) => b.len() as u64,
+            Part::File { len, .. } => *len,
+        }
+    }
+}
+
+/// A response body.
+pub struct Body {
+    pub(crate) kind: BodyKind,
+}
+
+pub(crate) enum BodyKind {
+    /// Bytes and file regions, total length known.
+    Parts(VecDeque<Part>, u64),
+    /// Produced on demand; length known or not.
+    Stream(Box<dyn Source>, Option<u64>),
+}
+
+impl Body {
+    /// No body.
+    pub fn empty() -> Body {
+        Body {
+            kind: BodyKind::Parts(VecDeque::new(), 0),
+        }
+    }
+
+    /// Bytes in memory.
+    pub fn bytes(b: impl Into<Bytes>) -> Body {
+        Body::from_parts([Part::Bytes(b.into())])
+    }
+
+    /// A whole file, sent with sendfile from its current length.
+    pub fn file(file: File) -> io::Result<Body> {
+        let len = file.metadata()?.len();
+        Ok(Body::file_region(Rc::new(file), 0, len))
+    }
+
+    /// `len` bytes of `file` starting at `offset`.
+    pub fn file_region(file: Rc<File>, offset: u64, len: u64) -> Body {
+        Body::from_parts([Part::File { file, offset, len }])
+    }
+
+    /// Bytes and file regions, sent in order.
+    pub fn from_parts(parts: impl IntoIterator<Item = Part>) -> Body {
+        let parts: VecDeque<Part> = parts.into_iter().filter(|p| p.len() > 0).collect();
+        let total = parts.iter().map(Part::len).sum();
+        Body {
+            kind: BodyKind::Parts(parts, total),
+        }
+    }
+
+    /// A blocking reader, read as the client takes the bytes; `len` if
+    /// known (else the body is sent chunked, or close-delimited to
+    /// HTTP/1.0 clients). It must yield exactly `len` bytes when given.
+    pub fn reader(r: impl Read + 'static, len: Option<u64>) -> Body {
+        Body::stream(ReadSource(r), len)
+    }
+
+    /// A [`Source`], read as the client takes the bytes; `len` as for
+    /// [`Body::reader`].
+    pub fn stream(s: impl Source + 'static, len: Option<u64>) -> Body {
+        Body {
+            kind: BodyKind::Stream(Box::new(s), len),
+        }
+    }
+
+    /// The length, when known before sending.
+    pub fn len(&self) -> Option<u64> {
+        match &self.kind {
+            BodyKind::Parts(_, n) => Some(*n),
+            BodyKind::Stream(_, n) => *n,
+        }
+    }
+
+    /// True for a body known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::empty()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            BodyKind::Parts(p, n) => write!(f, "Body({} parts, {n} bytes)", p.len()),
+            BodyKind::Stream(_, n) => write!(f, "Body(stream, {n:?} bytes)"),
+        }
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::bytes(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(s: &'static [u8]) -> Body {
+        Body::bytes(Bytes::from_static(s))
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::bytes(s)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Body {
+        Body::bytes(v)
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body::bytes(b)
+    }
+}
+
+impl From<()> for Body {
+    fn from(_: ()) -> Body {
+        Body::empty()
+    }
+}

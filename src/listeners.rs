@@ -1,0 +1,278 @@
+//! The listening sockets: taken from systemd (`LISTEN_FDS`, `LISTEN_PID`,
+//! `LISTEN_FDNAMES`) and validated, or bound by us when systemd passed none.
+//!
+//! Taking happens once, first thing, while the process is single-threaded:
+//! listenfd removes the variables from the environment as it reads them.
+//! Every fd is checked before we own it (a socket, a stream, listening) so
+//! that an `Accept=yes` unit, which passes a connected socket, stops startup
+//! with a clear error instead of a worker blocking on a non-listening fd.
+//!
+//! Knows no HTTP and never forks. Never shuts down or unlinks a socket that
+//! systemd owns: it must outlive us and queue the next activation's clients.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen,
+    setsockopt, socket, sockopt,
+};
+
+use crate::config::ListenAddr;
+
+/// One listening stream socket.
+pub struct Listener {
+    fd: OwnedFd,
+    /// `FileDescriptorName=` from the socket unit, or the address we bound.
+    pub name: String,
+    /// What it listens on, for logs and for `SERVER_PORT`-like uses.
+    pub local: LocalAddr,
+}
+
+/// The local address of a listener.
+#[derive(Clone, Debug)]
+pub enum LocalAddr {
+    Tcp(SocketAddr),
+    Unix(Option<PathBuf>),
+}
+
+impl LocalAddr {
+    /// The TCP port, if any.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            LocalAddr::Tcp(a) => Some(a.port()),
+            LocalAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for LocalAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocalAddr::Tcp(a) => write!(f, "{a}"),
+            LocalAddr::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
+            LocalAddr::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// All listeners, and where they came from.
+pub struct Listeners {
+    pub list: Vec<Listener>,
+    /// True when systemd (or another activator) passed them.
+    pub activated: bool,
+    /// Unix socket files we created, removed when the master exits cleanly.
+    created_paths: Vec<PathBuf>,
+}
+
+/// Why startup cannot use the sockets.
+#[derive(Debug)]
+pub enum ListenError {
+    /// A passed fd is unusable.
+    BadFd {
+        fd: i32,
+        name: String,
+        why: String,
+    },
+    /// Binding an address failed.
+    Bind { addr: ListenAddr, err: io::Error },
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenError::BadFd { fd, name, why } => {
+                write!(f, "socket-activated fd {fd} (name '{name}'): {why}")
+            }
+            ListenError::Bind { addr, err } => write!(f, "cannot listen on {addr}: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for ListenError {}
+
+/// systemd's default `Backlog=` (SOMAXCONN); std's bind would use 128.
+const BACKLOG: i32 = 4096;
+
+impl Listeners {
+    /// Take the sockets systemd passed, or bind `addrs` if it passed none.
+    pub fn take_or_bind(addrs: &[ListenAddr]) -> Result<Listeners, ListenError> {
+        let taken = take_activated()?;
+        if !taken.is_empty() {
+            return Ok(Listeners {
+                list: taken,
+                activated: true,
+                created_paths: Vec::new(),
+            });
+        }
+        let mut list = Vec::with_capacity(addrs.len());
+        let mut created_paths = Vec::new();
+        for addr in addrs {
+            let bound = match addr {
+                ListenAddr::Tcp(a) => bind_tcp(*a),
+                ListenAddr::Unix(p) => bind_unix(p).inspect(|_| created_paths.push(p.clone())),
+            };
+            let l = bound.map_err(|err| ListenError::Bind {
+                addr: addr.clone(),
+                err,
+            })?;
+            list.push(l);
+        }
+        Ok(Listeners {
+            list,
+            activated: false,
+            created_paths,
+        })
+    }
+
+    /// Remove the Unix socket files we created (never systemd's).
+    pub fn remove_created(&self) {
+        for p in &self.created_paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn take_activated() -> Result<Vec<Listener>, ListenError> {
+    // Read the names first: listenfd neither parses nor removes them.
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|s| s.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut out = Vec::with_capacity(fds.len());
+    for i in 0..fds.len() {
+        let raw = 3 + i as i32;
+        let name = names
+            .get(i)
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .unwrap_or_else(|| format!("fd{raw}"));
+        let bad = |why: String| ListenError::BadFd {
+            fd: raw,
+            name: name.clone(),
+            why,
+        };
+        // listenfd checks S_ISSOCK, SO_TYPE and the family; on a mismatch it
+        // returns Err and leaves the fd in place, so we can try the other.
+        let (fd, local): (OwnedFd, LocalAddr) = match fds.take_tcp_listener(i) {
+            Ok(Some(l)) => {
+                let local = l.local_addr().map_err(|e| bad(e.to_string()))?;
+                (l.into(), LocalAddr::Tcp(local))
+            }
+            Ok(None) => continue,
+            Err(tcp_err) => match fds.take_unix_listener(i) {
+                Ok(Some(l)) => {
+                    let path = l
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+                    (l.into(), LocalAddr::Unix(path))
+                }
+                Ok(None) => continue,
+                Err(_) => {
+                    return Err(bad(format!(
+                        "not a TCP or Unix stream socket ({tcp_err}); \
+                         spyglass needs ListenStream= sockets"
+                    )));
+                }
+            },
+        };
+        match getsockopt(&fd, sockopt::AcceptConn) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(bad("is a connected socket, not a listening one \
+                     (Accept=yes in the socket unit? spyglass needs Accept=no)"
+                    .into()));
+            }
+            Err(e) => return Err(bad(format!("SO_ACCEPTCONN: {e}"))),
+        }
+        set_nonblocking(&fd).map_err(|e| bad(e.to_string()))?;
+        // Replies go out in one write, but streamed bodies are written in
+        // pieces; Nagle would hold those back. Accepted sockets inherit it.
+        if matches!(local, LocalAddr::Tcp(_)) {
+            let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
+        }
+        out.push(Listener { fd, name, local });
+    }
+    // LISTEN_FDNAMES stays in our environment; exec'd children (CGI) get a
+    // clean environment, so they cannot mistake our fds for theirs.
+    Ok(out)
+}
+
+/// `O_NONBLOCK` lives on the open file description, which systemd shares:
+/// set it explicitly at every start rather than trusting `NonBlocking=`.
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if addr.is_ipv6() {
+        // [::]:80 must not also claim 0.0.0.0:80: both may be listed.
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(addr))?;
+    listen(&fd, Backlog::new(BACKLOG)?)?;
+    let local = TcpListener::from(fd.try_clone()?).local_addr()?;
+    Ok(Listener {
+        fd,
+        name: local.to_string(),
+        local: LocalAddr::Tcp(local),
+    })
+}
+
+fn bind_unix(path: &Path) -> io::Result<Listener> {
+    if path.exists() {
+        // A socket file nobody answers on is left over from a crash: reuse
+        // the path. One that answers belongs to a live server.
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process is listening there",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
+            Err(e) => return Err(e),
+        }
+    }
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    let addr = nix::sys::socket::UnixAddr::new(path)?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    listen(&fd, Backlog::new(BACKLOG)?)?;
+    Ok(Listener {
+        fd,
+        name: format!("unix:{}", path.display()),
+        local: LocalAddr::Unix(Some(path.to_path_buf())),
+    })
+}

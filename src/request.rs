@@ -1,0 +1,610 @@
+//! The request codec: bytes in, a validated head or a framing error out.
+//! Pure: no sockets, no clocks, no allocation beyond the head it returns.
+//!
+//! httparse tokenises the head; everything that decides where a message ends
+//! is ours and strict (RFC 9112 §6, §7), because a server that frames a
+//! request differently from the proxy in front of it can be smuggled past
+//! it: `Content-Length` is digits only and single-valued, `Transfer-Encoding`
+//! must end in `chunked` and never comes with `Content-Length` or HTTP/1.0,
+//! a bare LF or CR is an error rather than a line end, and chunk lines,
+//! extensions and trailers are bounded.
+//!
+//! [`parse_head`] is called again with more bytes after `Partial` (httparse
+//! keeps no state); [`ChunkedDecoder`] is push-style and keeps its own.
+
+use std::mem::MaybeUninit;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri, Version};
+
+/// Codec limits (from [`crate::config::HttpConfig`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_request_line: usize,
+    pub max_head: usize,
+    pub max_headers: usize,
+    pub max_body: u64,
+}
+
+/// The hard ceiling on `max_headers` (the parse array lives on the stack).
+pub const MAX_HEADERS_CEILING: usize = 1000;
+
+/// Why a request cannot be served. `conn` maps each to a status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// Syntax or framing is invalid (400). The text is for the log.
+    Malformed(&'static str),
+    /// The request line is longer than allowed (414).
+    LineTooLong,
+    /// The head has too many bytes or fields (431).
+    HeadTooLarge,
+    /// The body is larger than allowed (413).
+    BodyTooLarge,
+    /// A transfer coding we do not implement (501).
+    UnknownCoding,
+    /// A protocol version we do not speak (505).
+    UnknownVersion,
+    /// An expectation we cannot meet (417).
+    Expectation,
+}
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// The chunked transfer coding.
+    Chunked,
+}
+
+/// A parsed, validated request head.
+#[derive(Debug)]
+pub struct Head {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// The client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on HTTP/1.1.
+    pub expect_continue: bool,
+}
+
+/// The result of feeding bytes to [`parse_head`].
+#[derive(Debug)]
+pub enum Parsed {
+    /// A whole head, and how many bytes it took.
+    Complete(Box<Head>, usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Parse a request head from the start of `buf`.
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
+    // RFC 9112 §2.2: ignore empty lines before the request line.
+    let skip = leading_empty_lines(buf)?;
+    let rest = &buf[skip..];
+    match rest.iter().position(|&b| b == b'\n') {
+        Some(eol) if eol > limits.max_request_line => return Err(Error::LineTooLong),
+        None if rest.len() > limits.max_request_line => return Err(Error::LineTooLong),
+        None => return Ok(Parsed::Partial),
+        Some(_) => {}
+    }
+    let Some(end) = find_head_end(rest) else {
+        if rest.len() > limits.max_head {
+            return Err(Error::HeadTooLarge);
+        }
+        return Ok(Parsed::Partial);
+    };
+    if end > limits.max_head {
+        return Err(Error::HeadTooLarge);
+    }
+    let head_bytes = &rest[..end];
+    check_line_ends(head_bytes)?;
+
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let slots = &mut storage[..limits.max_headers.clamp(1, MAX_HEADERS_CEILING)];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head_bytes, slots) {
+        Ok(httparse::Status::Complete(n)) if n == end => {}
+        Ok(_) => return Err(Error::Malformed("incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadTooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(head_bytes)),
+        Err(httparse::Error::Token) => return Err(Error::Malformed("invalid method or target")),
+        Err(httparse::Error::HeaderName) => return Err(Error::Malformed("invalid header name")),
+        Err(httparse::Error::HeaderValue) => return Err(Error::Malformed("invalid header value")),
+        Err(_) => return Err(Error::Malformed("invalid request line")),
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(Error::Malformed("incomplete request line"));
+    };
+    let version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| Error::Malformed("invalid method"))?;
+    let uri = parse_target(&method, target)?;
+
+    let mut fields = Fields::default();
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| Error::Malformed("invalid header name"))?;
+        let value =
+            HeaderValue::from_bytes(h.value).map_err(|_| Error::Malformed("invalid header value"))?;
+        fields.note(&name, h.value)?;
+        headers.append(name, value);
+    }
+    let framing = fields.framing(version, limits)?;
+    if version == Version::HTTP_11 && fields.hosts == 0 {
+        return Err(Error::Malformed("HTTP/1.1 request without Host"));
+    }
+    let expect_continue = match fields.expect {
+        None => false,
+        Some(Expect::Continue) => version == Version::HTTP_11,
+        Some(Expect::Other) => return Err(Error::Expectation),
+    };
+    let keep_alive = !fields.close && (version == Version::HTTP_11 || fields.keep_alive);
+    Ok(Parsed::Complete(
+        Box::new(Head {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+        }),
+        skip + end,
+    ))
+}
+
+/// Bytes of empty lines (CRLF) before the request line. A bare LF there is
+/// an error like anywhere else in the head.
+fn leading_empty_lines(buf: &[u8]) -> Result<usize, Error> {
+    let mut i = 0;
+    while i < buf.len() {
+        match (buf[i], buf.get(i + 1)) {
+            (b'\r', Some(b'\n')) => i += 2,
+            (b'\r', None) => break,
+            (b'\r', Some(_)) | (b'\n', _) => return Err(Error::Malformed("bare CR or LF")),
+            _ => break,
+        }
+    }
+    Ok(i)
+}
+
+/// The length of the head including its final CRLF CRLF, if complete.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(p) = buf[from..].iter().position(|&b| b == b'\n') {
+        let nl = from + p;
+        // "\n\r\n" ends the head; a bare "\n\n" is rejected in check_line_ends,
+        // but must still be found so that the request is not left waiting.
+        match buf.get(nl + 1..nl + 3) {
+            Some(b"\r\n") => return Some(nl + 3),
+            _ if buf.get(nl + 1) == Some(&b'\n') => return Some(nl + 2),
+            _ => from = nl + 1,
+        }
+    }
+    None
+}
+
+/// Every LF must follow a CR and every CR precede an LF (RFC 9112 §2.2
+/// lets a recipient accept a bare LF; we refuse it, because a front end
+/// that does not would see different message boundaries).
+fn check_line_ends(head: &[u8]) -> Result<(), Error> {
+    for (i, &b) in head.iter().enumerate() {
+        let ok = match b {
+            b'\n' => i > 0 && head[i - 1] == b'\r',
+            b'\r' => head.get(i + 1) == Some(&b'\n'),
+            _ => true,
+        };
+        if !ok {
+            return Err(Error::Malformed("bare CR or LF"));
+        }
+    }
+    Ok(())
+}
+
+/// httparse reports any version other than 1.0 and 1.1 the same way; an
+/// `HTTP/x.y` we do not speak is 505, anything else is malformed.
+fn version_error(head: &[u8]) -> Error {
+    let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
+    let line = &head[..line_end];
+    let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    match token {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Error::UnknownVersion
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => Error::UnknownVersion,
+        _ => Error::Malformed("invalid HTTP version"),
+    }
+}
+
+/// The four forms of request-target (RFC 9112 §3.2), each only where it
+/// belongs.
+fn parse_target(method: &Method, target: &str) -> Result<Uri, Error> {
+    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Malformed("invalid characters in target"));
+    }
+    if target.contains('#') {
+        return Err(Error::Malformed("fragment in target"));
+    }
+    let form_ok = if target == "*" {
+        method == Method::OPTIONS
+    } else if target.starts_with('/') {
+        true
+    } else if method == Method::CONNECT {
+        !target.contains('/')
+    } else {
+        let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+        lower.starts_with("http://") || lower.starts_with("https://")
+    };
+    if !form_ok {
+        return Err(Error::Malformed("request-target form not allowed here"));
+    }
+    let uri = Uri::try_from(target).map_err(|_| Error::Malformed("invalid target"))?;
+    if uri.scheme().is_some() && uri.host().is_none_or(str::is_empty) {
+        return Err(Error::Malformed("absolute target without host"));
+    }
+    Ok(uri)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Continue,
+    Other,
+}
+
+/// What the header fields say about framing and persistence.
+#[derive(Default)]
+struct Fields {
+    content_length: Option<u64>,
+    /// Codings listed by Transfer-Encoding, lower-cased, in order.
+    codings: Vec<Box<str>>,
+    transfer_encoding: bool,
+    hosts: u32,
+    close: bool,
+    keep_alive: bool,
+    expect: Option<Expect>,
+}
+
+impl Fields {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), Error> {
+        if name == header::CONTENT_LENGTH {
+            for item in list_items(value) {
+                let n = parse_length(item)?;
+                match self.content_length {
+                    Some(m) if m != n => {
+                        return Err(Error::Malformed("conflicting Content-Length values"));
+                    }
+                    _ => self.content_length = Some(n),
+                }
+            }
+            if self.content_length.is_none() {
+                return Err(Error::Malformed("empty Content-Length"));
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            for item in list_items(value) {
+                let item = std::str::from_utf8(item)
+                    .map_err(|_| Error::Malformed("invalid Transfer-Encoding"))?;
+                self.codings.push(item.to_ascii_lowercase().into_boxed_str());
+            }
+        } else if name == header::HOST {
+            self.hosts += 1;
+            if self.hosts > 1 {
+                return Err(Error::Malformed("more than one Host"));
+            }
+            if !valid_host(value) {
+                return Err(Error::Malformed("invalid Host"));
+            }
+        } else if name == header::CONNECTION {
+            for item in list_items(value) {
+                if item.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if item.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                }
+            }
+        } else if name == header::EXPECT {
+            let e = if value.eq_ignore_ascii_case(b"100-continue") {
+                Expect::Continue
+            } else {
+                Expect::Other
+            };
+            // Any expectation we cannot meet wins over one we can.
+            if self.expect != Some(Expect::Other) {
+                self.expect = Some(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn framing(&self, version: Version, limits: &Limits) -> Result<Framing, Error> {
+        if self.transfer_encoding {
+            if version == Version::HTTP_10 {
+                return Err(Error::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
+            }
+            if self.content_length.is_some() {
+                return Err(Error::Malformed("both Transfer-Encoding and Content-Length"));
+            }
+            let Some((last, before)) = self.codings.split_last() else {
+                return Err(Error::Malformed("empty Transfer-Encoding"));
+            };
+            if &**last != "chunked" {
+                return Err(Error::Malformed("chunked is not the final transfer coding"));
+            }
+            if before.iter().any(|c| &**c == "chunked") {
+                return Err(Error::Malformed("chunked applied twice"));
+            }
+            if !before.is_empty() {
+                return Err(Error::UnknownCoding);
+            }
+            return Ok(Framing::Chunked);
+        }
+        match self.content_length {
+            Some(n) if n > limits.max_body => Err(Error::BodyTooLarge),
+            Some(0) | None => Ok(Framing::None),
+            Some(n) => Ok(Framing::Length(n)),
+        }
+    }
+}
+
+/// The non-empty elements of a comma-separated field value, trimmed of
+/// optional whitespace (RFC 9110 §5.6.1).
+fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|s| s.trim_ascii())
+        .filter(|s| !s.is_empty())
+}
+
+/// `1*DIGIT`, nothing else: no sign, no hex, no spaces inside.
+fn parse_length(s: &[u8]) -> Result<u64, Error> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return Err(Error::Malformed("Content-Length is not a number"));
+    }
+    s.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+            .ok_or(Error::BodyTooLarge)
+    })
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(close) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inside = &v[1..close];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        {
+            return false;
+        }
+        (&v[..=close], &v[close + 1..])
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &v[v.len()..]),
+        }
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || host.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\''
+                        | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+                )
+        });
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    host_ok && port_ok
+}
+
+/// Decodes a chunked body as bytes arrive, handing the data on and
+/// validating every chunk line, extension and trailer on the way.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: Chunk,
+    size: u64,
+    total: u64,
+    max_body: u64,
+    /// Bytes of the current chunk-size or trailer line.
+    line: usize,
+    /// Bytes of extensions and trailers still allowed, for the whole body.
+    meta_left: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    SizeStart,
+    Size,
+    /// Whitespace after the size: only a `;` may follow.
+    SizeSpace,
+    ExtName,
+    ExtNameDone,
+    ExtValueStart,
+    ExtToken,
+    ExtQuoted,
+    ExtQuotedEscape,
+    ExtValueDone,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerName,
+    TrailerValue,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+/// Bytes a single chunk-size or trailer line may take.
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl ChunkedDecoder {
+    /// A decoder for a body of at most `max_body` bytes whose chunk
+    /// extensions and trailer fields together take at most `max_meta` bytes.
+    pub fn new(max_body: u64, max_meta: usize) -> ChunkedDecoder {
+        ChunkedDecoder {
+            state: Chunk::SizeStart,
+            size: 0,
+            total: 0,
+            max_body,
+            line: 0,
+            meta_left: max_meta,
+        }
+    }
+
+    /// True once the last chunk and the trailer section have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == Chunk::Done
+    }
+
+    /// Decoded body bytes so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Consume bytes from `input`, passing chunk data to `data`. Returns how
+    /// many bytes were consumed: all of them, or fewer once the body ends
+    /// (what follows belongs to the next request).
+    pub fn decode(&mut self, input: &[u8], data: &mut impl FnMut(&[u8])) -> Result<usize, Error> {
+        let mut i = 0;
+        while i < input.len() && self.state != Chunk::Done {
+            if self.state == Chunk::Data {
+                let take = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                data(&input[i..i + take]);
+                i += take;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = Chunk::DataCr;
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            self.line += 1;
+            if self.line > MAX_CHUNK_LINE {
+                return Err(Error::Malformed("chunk line too long"));
+            }
+            self.state = self.step(b)?;
+            if self.state.is_meta() {
+                self.meta_left = self
+                    .meta_left
+                    .checked_sub(1)
+                    .ok_or(Error::Malformed("too many chunk extensions or trailers"))?;
+            }
+            if matches!(self.state, Chunk::SizeStart | Chunk::TrailerStart) {
+                self.line = 0;
+            }
+        }
+        Ok(i)
+    }
+
+    fn step(&mut self, b: u8) -> Result<Chunk, Error> {
+        use Chunk::*;
+        const BAD: Error = Error::Malformed("invalid chunked encoding");
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        Ok(match (self.state, b) {
+            (SizeStart | Size, b) if b.is_ascii_hexdigit() => {
+                if self.size >> 60 != 0 {
+                    return Err(Error::BodyTooLarge);
+                }
+                self.size = self.size << 4 | u64::from(hex_value(b));
+                Size
+            }
+            (Size | SizeSpace, b' ' | b'\t') => SizeSpace,
+            (Size | SizeSpace | ExtValueDone | ExtNameDone, b';') => ExtName,
+            (ExtName, b' ' | b'\t') => ExtName,
+            (ExtName, b) if tchar(b) => ExtNameDone,
+            (ExtNameDone, b) if tchar(b) => ExtNameDone,
+            (ExtNameDone, b' ' | b'\t') => ExtNameDone,
+            (ExtNameDone, b'=') => ExtValueStart,
+            (ExtValueStart, b' ' | b'\t') => ExtValueStart,
+            (ExtValueStart, b'"') => ExtQuoted,
+            (ExtValueStart | ExtToken, b) if tchar(b) => ExtToken,
+            (ExtToken, b' ' | b'\t') => ExtValueDone,
+            (ExtToken, b';') => ExtName,
+            (ExtQuoted, b'"') => ExtValueDone,
+            (ExtQuoted, b'\\') => ExtQuotedEscape,
+            (ExtQuoted, b) if b == b'\t' || b == b' ' || (b >= 0x21 && b != 0x7f) => ExtQuoted,
+            (ExtQuotedEscape, b) if b == b'\t' || b == b' ' || (b >= 0x21 && b != 0x7f) => {
+                ExtQuoted
+            }
+            (ExtValueDone, b' ' | b'\t') => ExtValueDone,
+            (Size | ExtNameDone | ExtToken | ExtValueDone, b'\r') => SizeLf,
+            (SizeLf, b'\n') => {
+                if self.size == 0 {
+                    TrailerStart
+                } else {
+                    self.total = self.total.checked_add(self.size).ok_or(Error::BodyTooLarge)?;
+                    if self.total > self.max_body {
+                        return Err(Error::BodyTooLarge);
+                    }
+                    Data
+                }
+            }
+            (DataCr, b'\r') => DataLf,
+            (DataLf, b'\n') => SizeStart,
+            (TrailerStart, b'\r') => EndLf,
+            (TrailerStart | TrailerName, b) if tchar(b) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            (TrailerValue, b'\r') => TrailerLf,
+            (TrailerValue, b) if b == b'\t' || b == b' ' || (b >= 0x21 && b != 0x7f) => {
+                TrailerValue
+            }
+            (TrailerLf, b'\n') => TrailerStart,
+            (EndLf, b'\n') => Done,
+            _ => return Err(BAD),
+        })
+    }
+}
+
+impl Chunk {
+    /// States inside an extension or a trailer field.
+    fn is_meta(self) -> bool {
+        use Chunk::*;
+        matches!(
+            self,
+            ExtName
+                | ExtNameDone
+                | ExtValueStart
+                | ExtToken
+                | ExtQuoted
+                | ExtQuotedEscape
+                | ExtValueDone
+                | TrailerName
+                | TrailerValue
+        )
+    }
+}
+
+fn hex_value(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+//! Table tests for the codec: one line per rule, in the style of httparse's
+//! `req!` macro. Each case is raw bytes and what must come of them.
+
+use super::*;
+
+const LIMITS: Limits = Limits {
+    max_request_line: 64,
+    max_head: 256,
+    max_headers: 8,
+    max_body: 1000,
+};
+
+#[derive(Debug, PartialEq)]
+enum Want {
+    /// A complete head with this framing and keep-alive.
+    Done(Framing, bool),
+    Partial,
+    Fail(Error),
+}
+use Want::*;
+
+const BAD: Want = Fail(Error::Malformed(""));
+
+fn run(input: &[u8]) -> Want {
+    match parse_head(input, &LIMITS) {
+        Result::Ok(Parsed::Complete(h, n)) => {
+            assert_eq!(n, input.len(), "consumed all of {:?}", String::from_utf8_lossy(input));
+            Done(h.framing, h.keep_alive)
+        }
+        Result::Ok(Parsed::Partial) => Partial,
+        Result::Err(Error::Malformed(_)) => BAD,
+        Result::Err(e) => Fail(e),
+    }
+}
+
+macro_rules! cases {
+    ($($input:expr => $want:expr;)*) => {{
+        let mut failures = Vec::new();
+        $(
+            let got = run($input);
+            if got != $want {
+                failures.push(format!("{:?}: got {:?}, want {:?}",
+                    String::from_utf8_lossy($input), got, $want));
+            }
+        )*
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }};
+}
+
+#[test]
+fn request_lines() {
+    cases! {
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.0\r\n\r\n" => Done(Framing::None, false);
+        b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.1\r\nHost: a\r\n" => Partial;
+        b"GET / HTTP/1.1" => Partial;
+        b"GET /" => Partial;
+        b"" => Partial;
+        b"GET / HTTP/1.2\r\nHost: a\r\n\r\n" => Fail(Error::UnknownVersion);
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n" => Fail(Error::UnknownVersion);
+        b"GET / HTTP/3\r\nHost: a\r\n\r\n" => Fail(Error::UnknownVersion);
+        b"GET / HTTP/1.1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET / FTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET /\r\n\r\n" => BAD;
+        b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET a/b HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET * HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"GET http://example.com/x?y HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"GET HTTP://EXAMPLE.COM/ HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"GET ftp://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET http:/// HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"get / HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"PURGE /x?a=%20 HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+    }
+}
+
+#[test]
+fn empty_lines_before_the_request_are_skipped() {
+    let input = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    match parse_head(input, &LIMITS) {
+        Result::Ok(Parsed::Complete(_, n)) => assert_eq!(n, input.len()),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(parse_head(b"\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &LIMITS), Result::Err(_)));
+}
+
+#[test]
+fn line_endings() {
+    cases! {
+        b"GET / HTTP/1.1\nHost: a\n\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\n\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n" => BAD;
+        b"GET /\r HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+    }
+}
+
+#[test]
+fn header_syntax() {
+    cases! {
+        b"GET / HTTP/1.1\r\nHost : a\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost:\ta\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\tfolded\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\n Host: a\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\n: empty\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX(y): z\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.1\r\nHost: a\r\nNo-Colon\r\n\r\n" => BAD;
+    }
+}
+
+#[test]
+fn host() {
+    cases! {
+        b"GET / HTTP/1.1\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n" => BAD;
+        b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n" => BAD;
+        b"GET http://x/ HTTP/1.1\r\n\r\n" => BAD;
+    }
+}
+
+#[test]
+fn content_length() {
+    cases! {
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n" => Done(Framing::Length(5), true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" => Done(Framing::None, true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\n" => Done(Framing::Length(5), true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n" => Done(Framing::Length(5), true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n" => Done(Framing::Length(5), true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5.0\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ,\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n" => Fail(Error::BodyTooLarge);
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n" => Fail(Error::BodyTooLarge);
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n" => Done(Framing::None, true);
+    }
+}
+
+#[test]
+fn transfer_encoding() {
+    cases! {
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" => Done(Framing::Chunked, true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n" => Done(Framing::Chunked, true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n" => Done(Framing::Chunked, true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" => Fail(Error::UnknownCoding);
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n" => Fail(Error::UnknownCoding);
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" => BAD;
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n" => BAD;
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n" => Done(Framing::None, true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x0bchunked\r\n\r\n" => BAD;
+    }
+}
+
+#[test]
+fn persistence_and_expectations() {
+    cases! {
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" => Done(Framing::None, false);
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, CLOSE\r\n\r\n" => Done(Framing::None, false);
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" => Done(Framing::None, true);
+        b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n" => Done(Framing::None, false);
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n" => Done(Framing::None, true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n" => Done(Framing::Length(3), true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n" => Done(Framing::Length(3), true);
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 3\r\n\r\n" => Fail(Error::Expectation);
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: x\r\n\r\n" => Fail(Error::Expectation);
+        b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n" => Done(Framing::Length(3), false);
+    }
+}
+
+#[test]
+fn expect_continue_flag() {
+    let parse = |s: &[u8]| match parse_head(s, &LIMITS) {
+        Result::Ok(Parsed::Complete(h, _)) => h.expect_continue,
+        other => panic!("{other:?}"),
+    };
+    assert!(parse(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
+    assert!(!parse(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
+    assert!(!parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"));
+}
+
+#[test]
+fn limits() {
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(60));
+    let long_partial = format!("GET /{}", "a".repeat(70));
+    let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: y\r\n".repeat(8));
+    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "y".repeat(250));
+    let big_partial = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "y".repeat(250));
+    cases! {
+        long_target.as_bytes() => Fail(Error::LineTooLong);
+        long_partial.as_bytes() => Fail(Error::LineTooLong);
+        many.as_bytes() => Fail(Error::HeadTooLarge);
+        big.as_bytes() => Fail(Error::HeadTooLarge);
+        big_partial.as_bytes() => Fail(Error::HeadTooLarge);
+    }
+}
+
+#[test]
+fn parsed_head_contents() {
+    let input = b"POST http://example.com:81/p/a%20th?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+    let Result::Ok(Parsed::Complete(h, _)) = parse_head(input, &LIMITS) else { panic!() };
+    assert_eq!(h.method, Method::POST);
+    assert_eq!(h.uri.path(), "/p/a%20th");
+    assert_eq!(h.uri.query(), Some("q=1"));
+    assert_eq!(h.uri.host(), Some("example.com"));
+    assert_eq!(h.version, Version::HTTP_11);
+    let xa: Vec<_> = h.headers.get_all("x-a").iter().collect();
+    assert_eq!(xa, ["1", "2"]);
+}
+
+/// Decode `input` in one go and in one-byte pieces; both must agree.
+fn chunked(input: &[u8]) -> Result<(Vec<u8>, usize), Error> {
+    let whole = {
+        let mut d = ChunkedDecoder::new(1000, 64);
+        let mut out = Vec::new();
+        let n = d.decode(input, &mut |b| out.extend_from_slice(b))?;
+        if !d.is_done() {
+            return Err(Error::Malformed("incomplete"));
+        }
+        (out, n)
+    };
+    let mut d = ChunkedDecoder::new(1000, 64);
+    let mut out = Vec::new();
+    let mut used = 0;
+    for b in input {
+        if d.is_done() {
+            break;
+        }
+        used += d.decode(std::slice::from_ref(b), &mut |b| out.extend_from_slice(b))?;
+    }
+    assert_eq!((out.clone(), used), whole, "bytewise decoding differs");
+    Ok(whole)
+}
+
+#[test]
+fn chunked_bodies() {
+    let ok = |input: &[u8], body: &[u8]| {
+        let (out, n) = chunked(input).unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(input)));
+        assert_eq!(out, body, "{:?}", String::from_utf8_lossy(input));
+        n
+    };
+    ok(b"5\r\nhello\r\n0\r\n\r\n", b"hello");
+    ok(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"hello world");
+    ok(b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789");
+    ok(b"a\r\n0123456789\r\n0000\r\n\r\n", b"0123456789");
+    ok(b"5;ext\r\nhello\r\n0\r\n\r\n", b"hello");
+    ok(b"5;a=b;c=\"d;e\\\"\"\r\nhello\r\n0\r\n\r\n", b"hello");
+    ok(b"5 ;a = b\r\nhello\r\n0\r\n\r\n", b"hello");
+    ok(b"5\r\nhello\r\n0\r\nTrailer: x\r\nOther: y z\r\n\r\n", b"hello");
+    ok(b"0\r\n\r\n", b"");
+    // What follows the body is left for the next request.
+    assert_eq!(ok(b"0\r\n\r\nGET / HTTP/1.1\r\n", b""), 5);
+
+    let bad = |input: &[u8], want: Error| {
+        let got = chunked(input).map(|(b, _)| b);
+        let same = match (&got, want) {
+            (Result::Err(Error::Malformed(_)), Error::Malformed(_)) => true,
+            (Result::Err(e), w) => *e == w,
+            _ => false,
+        };
+        assert!(same, "{:?}: got {got:?}, want {want:?}", String::from_utf8_lossy(input));
+    };
+    let m = Error::Malformed("");
+    bad(b"5\nhello\n0\n\n", m);
+    bad(b"5\r\nhello\n0\r\n\r\n", m);
+    bad(b"5\r\nhelloX\r\n0\r\n\r\n", m);
+    bad(b"5\r\nhello\r\n0\r\n\n", m);
+    bad(b"0x5\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"+5\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"-5\r\nhello\r\n0\r\n\r\n", m);
+    bad(b" 5\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"5 \r\nhello\r\n0\r\n\r\n", m);
+    bad(b"\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"5;\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"5;a=\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"5;a=\"unterminated\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"5;a\x00\r\nhello\r\n0\r\n\r\n", m);
+    bad(b"5\r\nhello\r\n0\r\nBad Name: x\r\n\r\n", m);
+    bad(b"5\r\nhello\r\n0\r\n folded\r\n\r\n", m);
+    bad(b"5\r\nhello\r\n0\r\nX: a\rb\r\n\r\n", m);
+    bad(b"fffffffffffffffff\r\n", Error::BodyTooLarge);
+    bad(b"3e9\r\n", Error::BodyTooLarge);
+    let long_ext = format!("5;{}\r\nhello\r\n0\r\n\r\n", "a".repeat(100));
+    bad(long_ext.as_bytes(), m);
+}
+
+#[test]
+fn chunked_total_is_bounded_across_chunks() {
+    let mut d = ChunkedDecoder::new(10, 64);
+    let mut n = 0;
+    let r = d.decode(b"6\r\nabcdef\r\n6\r\nabcdef\r\n", &mut |b| n += b.len());
+    assert_eq!(r, Result::Err(Error::BodyTooLarge));
+    assert_eq!(n, 6);
+}
+
+#[test]
+fn chunk_lines_are_bounded() {
+    let mut d = ChunkedDecoder::new(1000, usize::MAX);
+    let line = format!("5;a={}\r\n", "b".repeat(5000));
+    assert_eq!(
+        d.decode(line.as_bytes(), &mut |_| {}),
+        Result::Err(Error::Malformed("chunk line too long"))
+    );
+}

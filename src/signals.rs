@@ -1,0 +1,100 @@
+//! The one signal table: which signal means which [`Command`]. Decides
+//! nothing else.
+//!
+//! No signal handler runs, ever: the signals are blocked and read from a
+//! signalfd in the event loop, so handling them is ordinary code (it may
+//! log, allocate, fork). The master blocks them before its first fork so
+//! that no SIGCHLD is lost; a worker narrows the mask to the few it obeys.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// Work a signal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// TERM, QUIT: stop accepting, finish in-flight requests, exit 0.
+    GracefulStop,
+    /// INT: stop now.
+    FastStop,
+    /// HUP: new workers from the binary on disk, same PID.
+    Reload,
+    /// TTIN: one worker more.
+    AddWorker,
+    /// TTOU: one worker fewer.
+    RemoveWorker,
+    /// CHLD: reap and respawn.
+    Reap,
+}
+
+/// The table, mirrored in the README.
+const TABLE: [(Signal, Command); 7] = [
+    (Signal::SIGTERM, Command::GracefulStop),
+    (Signal::SIGQUIT, Command::GracefulStop),
+    (Signal::SIGINT, Command::FastStop),
+    (Signal::SIGHUP, Command::Reload),
+    (Signal::SIGTTIN, Command::AddWorker),
+    (Signal::SIGTTOU, Command::RemoveWorker),
+    (Signal::SIGCHLD, Command::Reap),
+];
+
+/// The commands a worker obeys from signals sent to it directly (or as its
+/// parent-death signal); everything else is the master's.
+const WORKER: [Command; 2] = [Command::GracefulStop, Command::FastStop];
+
+/// Blocked signals, read through a signalfd.
+pub struct Signals {
+    fd: SignalFd,
+}
+
+impl Signals {
+    /// The master's: every signal in the table.
+    pub fn for_master() -> io::Result<Signals> {
+        Self::block(|_| true)
+    }
+
+    /// A worker's, right after fork: only stop signals stay blocked (read
+    /// through a new signalfd); all others are unblocked.
+    pub fn for_worker() -> io::Result<Signals> {
+        Self::block(|c| WORKER.contains(&c))
+    }
+
+    /// The signal a worker receives when the master dies.
+    pub const PARENT_DEATH: Signal = Signal::SIGTERM;
+
+    fn block(keep: impl Fn(Command) -> bool) -> io::Result<Signals> {
+        let mut mask = SigSet::empty();
+        for (sig, cmd) in TABLE {
+            if keep(cmd) {
+                mask.add(sig);
+            }
+        }
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        Ok(Signals { fd })
+    }
+
+    /// Every command queued since the last call, in arrival order. Signals
+    /// of one kind coalesce (two SIGCHLDs may read as one): callers reap
+    /// until none is left rather than count.
+    pub fn drain(&mut self) -> Vec<Command> {
+        let mut out = Vec::new();
+        while let Ok(Some(info)) = self.fd.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            if let Some((_, cmd)) = TABLE.iter().find(|(s, _)| *s == sig) {
+                out.push(*cmd);
+            }
+        }
+        out
+    }
+}
+
+impl AsFd for Signals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
