@@ -24,8 +24,13 @@ use crate::config::{
 pub struct ServerArgs {
     /// Address to listen on when systemd passes no socket: HOST:PORT,
     /// [V6]:PORT or unix:/PATH (repeatable).
-    #[arg(long, value_name = "ADDR", env = "SPYGLASS_LISTEN", value_delimiter = ',',
-          default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SPYGLASS_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: Vec<ListenAddr>,
 
     /// Worker processes [default: the CPUs available]
@@ -38,20 +43,42 @@ pub struct ServerArgs {
     pub idle_timeout: Option<IdleTimeout>,
 
     /// Time a graceful stop may take before what is left is killed.
-    #[arg(long, value_name = "DURATION", env = "SPYGLASS_GRACEFUL_TIMEOUT", default_value = "30s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_GRACEFUL_TIMEOUT",
+        default_value = "30s"
+    )]
     pub graceful_timeout: Timeout,
 
     /// Replace a worker whose event loop has been stuck this long
     /// (0 = never).
-    #[arg(long, value_name = "DURATION", env = "SPYGLASS_WORKER_TIMEOUT", default_value = "60s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_WORKER_TIMEOUT",
+        default_value = "60s"
+    )]
     pub worker_timeout: Timespan,
 
     /// Where logs go: journald when stderr is connected to it, else stderr.
-    #[arg(long, value_enum, value_name = "TARGET", env = "SPYGLASS_LOG_TARGET", default_value = "auto")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TARGET",
+        env = "SPYGLASS_LOG_TARGET",
+        default_value = "auto"
+    )]
     pub log_target: LogTargetArg,
 
     /// The most verbose level logged.
-    #[arg(long, value_enum, value_name = "LEVEL", env = "SPYGLASS_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "LEVEL",
+        env = "SPYGLASS_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: LogLevelArg,
 
     /// One log event per request (on or off).
@@ -60,11 +87,21 @@ pub struct ServerArgs {
     pub access_log: bool,
 
     /// Longest request line, else 414.
-    #[arg(long, value_name = "SIZE", env = "SPYGLASS_MAX_REQUEST_LINE", default_value = "8K")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SPYGLASS_MAX_REQUEST_LINE",
+        default_value = "8K"
+    )]
     pub max_request_line: Size,
 
     /// Largest request head, else 431.
-    #[arg(long, value_name = "SIZE", env = "SPYGLASS_MAX_HEAD", default_value = "32K")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SPYGLASS_MAX_HEAD",
+        default_value = "32K"
+    )]
     pub max_head: Size,
 
     /// Most header fields in a request, else 431.
@@ -73,32 +110,67 @@ pub struct ServerArgs {
     pub max_headers: u16,
 
     /// Largest request body, else 413.
-    #[arg(long, value_name = "SIZE", env = "SPYGLASS_MAX_BODY", default_value = "16M")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SPYGLASS_MAX_BODY",
+        default_value = "16M"
+    )]
     pub max_body: Size,
 
     /// Request bodies larger than this are kept in a temporary file, not in
     /// memory.
-    #[arg(long, value_name = "SIZE", env = "SPYGLASS_BODY_BUFFER", default_value = "64K")]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SPYGLASS_BODY_BUFFER",
+        default_value = "64K"
+    )]
     pub body_buffer: Size,
 
     /// Time to receive a request head, else 408.
-    #[arg(long, value_name = "DURATION", env = "SPYGLASS_HEADER_TIMEOUT", default_value = "20s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_HEADER_TIMEOUT",
+        default_value = "20s"
+    )]
     pub header_timeout: Timeout,
 
     /// Longest silence while receiving a request body, else 408.
-    #[arg(long, value_name = "DURATION", env = "SPYGLASS_BODY_TIMEOUT", default_value = "30s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_BODY_TIMEOUT",
+        default_value = "30s"
+    )]
     pub body_timeout: Timeout,
 
     /// How long an idle keep-alive connection stays open.
-    #[arg(long, value_name = "DURATION", env = "SPYGLASS_KEEPALIVE_TIMEOUT", default_value = "15s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_KEEPALIVE_TIMEOUT",
+        default_value = "15s"
+    )]
     pub keepalive_timeout: Timeout,
 
     /// Drop a client that accepts no response bytes for this long.
-    #[arg(long, value_name = "DURATION", env = "SPYGLASS_WRITE_TIMEOUT", default_value = "30s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_WRITE_TIMEOUT",
+        default_value = "30s"
+    )]
     pub write_timeout: Timeout,
 
     /// Requests served on one connection before it is closed (0 = no limit).
-    #[arg(long, value_name = "N", env = "SPYGLASS_MAX_REQUESTS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SPYGLASS_MAX_REQUESTS",
+        default_value_t = 10_000
+    )]
     pub max_requests: u64,
 
     /// Most open connections per worker.
@@ -121,7 +193,12 @@ pub struct SiteArgs {
     pub cgi: Vec<(String, PathBuf)>,
 
     /// Time a CGI script may run; then its process group is killed (504).
-    #[arg(long, value_name = "DURATION", env = "SPYGLASS_CGI_TIMEOUT", default_value = "60s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_CGI_TIMEOUT",
+        default_value = "60s"
+    )]
     pub cgi_timeout: Timeout,
 
     /// Pass the Authorization header to CGI scripts (as HTTP_AUTHORIZATION).
@@ -143,7 +220,11 @@ pub struct SiteArgs {
 
 /// The `spyglass` binary's command line.
 #[derive(Parser, Clone, Debug)]
-#[command(name = "spyglass", version, about = "A socket-activated, pre-forking HTTP/1.1 server")]
+#[command(
+    name = "spyglass",
+    version,
+    about = "A socket-activated, pre-forking HTTP/1.1 server"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub site: SiteArgs,

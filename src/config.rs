@@ -288,7 +288,12 @@ mod tests {
 
     #[test]
     fn sizes() {
-        for (input, want) in [("512", 512), ("64K", 65536), ("16MiB", 16 << 20), ("1g", 1 << 30)] {
+        for (input, want) in [
+            ("512", 512),
+            ("64K", 65536),
+            ("16MiB", 16 << 20),
+            ("1g", 1 << 30),
+        ] {
             assert_eq!(input.parse::<Size>(), Ok(Size(want)), "{input}");
         }
         for bad in ["", "K", "12 parsecs", "99999999999999999999G"] {

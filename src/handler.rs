@@ -154,7 +154,9 @@ impl Read for RequestBody {
 
 impl fmt::Debug for RequestBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestBody").field("len", &self.len).finish()
+        f.debug_struct("RequestBody")
+            .field("len", &self.len)
+            .finish()
     }
 }
 

@@ -1,15 +1,53 @@
-//! spyglass: a socket-activated, pre-forking, systemd-native HTTP/1.1 server.
+//! spyglass: a socket-activated, pre-forking, systemd-native HTTP/1.1
+//! server, as a library.
+//!
+//! systemd holds the listening socket and starts the server on the first
+//! connection; spyglass takes the socket, forks workers that each run an
+//! event loop, reports `READY=1` once all have booted, logs to journald, and
+//! exits when idle so that systemd starts it again on the next connection,
+//! without losing one. Your program supplies a [`Handler`] over the `http`
+//! crate's types and gets all of that from [`Server`]:
+//!
+//! ```no_run
+//! use spyglass::{Body, Request, Response, Server};
+//!
+//! let result = Server::from_args().serve(|req: Request| {
+//!     Response::new(Body::from(format!("you asked for {}\n", req.uri().path())))
+//! });
+//! ```
+//!
+//! Module map (one process role per file): [`listeners`] take or bind the
+//! sockets; `master` supervises workers and speaks to systemd through
+//! [`notify`]; `worker` runs the event loop; `conn` drives one connection
+//! through the [`request`] codec, the handler and the `response` writer.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod buffers;
 pub mod cli;
 pub mod config;
+mod conn;
 pub mod handler;
 pub mod listeners;
 pub mod logging;
+mod master;
 pub mod notify;
+mod reexec;
 pub mod request;
-pub mod scoreboard;
+mod response;
+mod scoreboard;
+mod server;
 pub mod signals;
+pub mod static_files;
 #[allow(unsafe_code)]
 mod sys;
+mod worker;
+
+pub use handler::{
+    Body, ConnInfo, Handler, Part, Peer, Request, RequestBody, Response, Source, WorkerInfo,
+};
+pub use server::{Error, Server};
+
+/// The `http` crate, re-exported so that handlers need no separate
+/// dependency on a matching version.
+pub use http;

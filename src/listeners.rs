@@ -13,7 +13,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{
@@ -22,6 +22,7 @@ use nix::sys::socket::{
 };
 
 use crate::config::ListenAddr;
+use crate::reexec::InheritedListeners;
 
 /// One listening stream socket.
 pub struct Listener {
@@ -78,11 +79,7 @@ pub struct Listeners {
 #[derive(Debug)]
 pub enum ListenError {
     /// A passed fd is unusable.
-    BadFd {
-        fd: i32,
-        name: String,
-        why: String,
-    },
+    BadFd { fd: i32, name: String, why: String },
     /// Binding an address failed.
     Bind { addr: ListenAddr, err: io::Error },
 }
@@ -104,8 +101,41 @@ impl std::error::Error for ListenError {}
 const BACKLOG: i32 = 4096;
 
 impl Listeners {
-    /// Take the sockets systemd passed, or bind `addrs` if it passed none.
-    pub fn take_or_bind(addrs: &[ListenAddr]) -> Result<Listeners, ListenError> {
+    /// Take the sockets a previous image of ours handed over on reload, or
+    /// those systemd passed, or bind `addrs` if there are none.
+    pub fn take_or_bind(
+        addrs: &[ListenAddr],
+        inherited: Option<InheritedListeners>,
+    ) -> Result<Listeners, ListenError> {
+        if let Some(inh) = inherited.filter(|i| !i.fds.is_empty()) {
+            let mut list = Vec::new();
+            for (fd, name) in inh.fds {
+                let raw = fd.as_raw_fd();
+                let bad = |why: String| ListenError::BadFd {
+                    fd: raw,
+                    name: name.clone(),
+                    why,
+                };
+                let local = local_addr(&fd).map_err(&bad)?;
+                list.push(finish(fd, name.clone(), local).map_err(bad)?);
+            }
+            let created_paths = if inh.activated {
+                Vec::new()
+            } else {
+                addrs
+                    .iter()
+                    .filter_map(|a| match a {
+                        ListenAddr::Unix(p) => Some(p.clone()),
+                        ListenAddr::Tcp(_) => None,
+                    })
+                    .collect()
+            };
+            return Ok(Listeners {
+                list,
+                activated: inh.activated,
+                created_paths,
+            });
+        }
         let taken = take_activated()?;
         if !taken.is_empty() {
             return Ok(Listeners {
@@ -186,26 +216,49 @@ fn take_activated() -> Result<Vec<Listener>, ListenError> {
                 }
             },
         };
-        match getsockopt(&fd, sockopt::AcceptConn) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(bad("is a connected socket, not a listening one \
-                     (Accept=yes in the socket unit? spyglass needs Accept=no)"
-                    .into()));
-            }
-            Err(e) => return Err(bad(format!("SO_ACCEPTCONN: {e}"))),
-        }
-        set_nonblocking(&fd).map_err(|e| bad(e.to_string()))?;
-        // Replies go out in one write, but streamed bodies are written in
-        // pieces; Nagle would hold those back. Accepted sockets inherit it.
-        if matches!(local, LocalAddr::Tcp(_)) {
-            let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
-        }
-        out.push(Listener { fd, name, local });
+        out.push(finish(fd, name.clone(), local).map_err(bad)?);
     }
     // LISTEN_FDNAMES stays in our environment; exec'd children (CGI) get a
     // clean environment, so they cannot mistake our fds for theirs.
     Ok(out)
+}
+
+/// The checks and settings every listener gets, whoever created it.
+fn finish(fd: OwnedFd, name: String, local: LocalAddr) -> Result<Listener, String> {
+    match getsockopt(&fd, sockopt::AcceptConn) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err("is a connected socket, not a listening one \
+                 (Accept=yes in the socket unit? spyglass needs Accept=no)"
+                .into());
+        }
+        Err(e) => return Err(format!("SO_ACCEPTCONN: {e}")),
+    }
+    set_nonblocking(&fd).map_err(|e| e.to_string())?;
+    // Replies go out in one write, but streamed bodies are written in
+    // pieces; Nagle would hold those back. Accepted sockets inherit it.
+    if matches!(local, LocalAddr::Tcp(_)) {
+        let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
+    }
+    Ok(Listener { fd, name, local })
+}
+
+/// What a stream socket is bound to (for descriptors of unknown kind).
+fn local_addr(fd: &OwnedFd) -> Result<LocalAddr, String> {
+    if getsockopt(fd, sockopt::SockType).map_err(|e| e.to_string())? != SockType::Stream {
+        return Err("not a stream socket".into());
+    }
+    let addr: SockaddrStorage =
+        nix::sys::socket::getsockname(fd.as_raw_fd()).map_err(|e| e.to_string())?;
+    if let Some(v4) = addr.as_sockaddr_in() {
+        Ok(LocalAddr::Tcp(SocketAddr::V4((*v4).into())))
+    } else if let Some(v6) = addr.as_sockaddr_in6() {
+        Ok(LocalAddr::Tcp(SocketAddr::V6((*v6).into())))
+    } else if let Some(u) = addr.as_unix_addr() {
+        Ok(LocalAddr::Unix(u.path().map(Path::to_path_buf)))
+    } else {
+        Err("not a TCP or Unix socket".into())
+    }
 }
 
 /// `O_NONBLOCK` lives on the open file description, which systemd shares:
@@ -236,7 +289,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
     setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(addr))?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     listen(&fd, Backlog::new(BACKLOG)?)?;
     let local = TcpListener::from(fd.try_clone()?).local_addr()?;
     Ok(Listener {
@@ -268,7 +321,7 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
         None,
     )?;
     let addr = nix::sys::socket::UnixAddr::new(path)?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    bind(fd.as_raw_fd(), &addr)?;
     listen(&fd, Backlog::new(BACKLOG)?)?;
     Ok(Listener {
         fd,

@@ -28,11 +28,13 @@ pub fn init(target: LogTarget, level: tracing::Level) -> Option<String> {
     };
     let journal = if want_journal {
         match tracing_journald::layer() {
-            Ok(layer) => Some(layer.with_priority_mappings(tracing_journald::PriorityMappings {
-                info: tracing_journald::Priority::Informational,
-                debug: tracing_journald::Priority::Debug,
-                ..tracing_journald::PriorityMappings::new()
-            })),
+            Ok(layer) => Some(
+                layer.with_priority_mappings(tracing_journald::PriorityMappings {
+                    info: tracing_journald::Priority::Informational,
+                    debug: tracing_journald::Priority::Debug,
+                    ..tracing_journald::PriorityMappings::new()
+                }),
+            ),
             Err(e) => {
                 warning = Some(format!("journald unavailable ({e}); logging to stderr"));
                 None

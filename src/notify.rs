@@ -26,7 +26,9 @@ impl Notifier {
     /// Read `NOTIFY_SOCKET` (it stays set; workers simply never notify).
     pub fn from_env() -> Notifier {
         Notifier {
-            socket: std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty()),
+            socket: std::env::var("NOTIFY_SOCKET")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 
@@ -96,7 +98,10 @@ fn send_abstract(name: &str, states: &[NotifyState<'_>]) -> io::Result<()> {
     let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
     let sent = UnixDatagram::unbound()?.send_to_addr(msg.as_bytes(), &addr)?;
     if sent != msg.len() {
-        return Err(io::Error::new(io::ErrorKind::WriteZero, "short notify write"));
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short notify write",
+        ));
     }
     Ok(())
 }

@@ -105,7 +105,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
     let head_bytes = &rest[..end];
     check_line_ends(head_bytes)?;
 
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut storage =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let slots = &mut storage[..limits.max_headers.clamp(1, MAX_HEADERS_CEILING)];
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head_bytes, slots) {
@@ -135,8 +136,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| Error::Malformed("invalid header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| Error::Malformed("invalid header value"))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| Error::Malformed("invalid header value"))?;
         fields.note(&name, h.value)?;
         headers.append(name, value);
     }
@@ -297,7 +298,8 @@ impl Fields {
             for item in list_items(value) {
                 let item = std::str::from_utf8(item)
                     .map_err(|_| Error::Malformed("invalid Transfer-Encoding"))?;
-                self.codings.push(item.to_ascii_lowercase().into_boxed_str());
+                self.codings
+                    .push(item.to_ascii_lowercase().into_boxed_str());
             }
         } else if name == header::HOST {
             self.hosts += 1;
@@ -335,7 +337,9 @@ impl Fields {
                 return Err(Error::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
             }
             if self.content_length.is_some() {
-                return Err(Error::Malformed("both Transfer-Encoding and Content-Length"));
+                return Err(Error::Malformed(
+                    "both Transfer-Encoding and Content-Length",
+                ));
             }
             let Some((last, before)) = self.codings.split_last() else {
                 return Err(Error::Malformed("empty Transfer-Encoding"));
@@ -406,8 +410,21 @@ fn valid_host(v: &[u8]) -> bool {
             b.is_ascii_alphanumeric()
                 || matches!(
                     b,
-                    b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\''
-                        | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
                 )
         });
     let port_ok = match port {
@@ -556,7 +573,10 @@ impl ChunkedDecoder {
                 if self.size == 0 {
                     TrailerStart
                 } else {
-                    self.total = self.total.checked_add(self.size).ok_or(Error::BodyTooLarge)?;
+                    self.total = self
+                        .total
+                        .checked_add(self.size)
+                        .ok_or(Error::BodyTooLarge)?;
                     if self.total > self.max_body {
                         return Err(Error::BodyTooLarge);
                     }

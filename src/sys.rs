@@ -121,3 +121,35 @@ pub fn exec_clean(cmd: &mut Command) {
         });
     }
 }
+
+/// Take ownership of a descriptor that our own previous image left open
+/// across `execve` for us (a listener or a worker channel on reload).
+/// Refuses numbers that are not open sockets.
+pub fn adopt_inherited_socket(raw: i32) -> io::Result<OwnedFd> {
+    if raw < 3 {
+        return Err(io::Error::other(format!(
+            "fd {raw} is not an inherited socket"
+        )));
+    }
+    // SAFETY: fstat only reads the descriptor's metadata; an unused number
+    // fails with EBADF.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    let st = nix::sys::stat::fstat(borrowed).map_err(io::Error::from)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::other(format!("fd {raw} is not a socket")));
+    }
+    // SAFETY: the number came from the SPYGLASS_INHERIT_* variables, which
+    // only our previous image sets (for our own pid, checked by the caller)
+    // after clearing FD_CLOEXEC on exactly these descriptors; this runs once
+    // at startup before anything else in this image could have taken them,
+    // and fstat above proved the descriptor is an open socket.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Remove a variable from our environment.
+pub fn remove_env(key: &str) {
+    // SAFETY: called only at startup from the main thread, before the
+    // master forks or anything could start a thread, so no other thread
+    // reads the environment concurrently.
+    unsafe { std::env::remove_var(key) }
+}

@@ -24,7 +24,12 @@ const BAD: Want = Fail(Error::Malformed(""));
 fn run(input: &[u8]) -> Want {
     match parse_head(input, &LIMITS) {
         Result::Ok(Parsed::Complete(h, n)) => {
-            assert_eq!(n, input.len(), "consumed all of {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                n,
+                input.len(),
+                "consumed all of {:?}",
+                String::from_utf8_lossy(input)
+            );
             Done(h.framing, h.keep_alive)
         }
         Result::Ok(Parsed::Partial) => Partial,
@@ -89,7 +94,10 @@ fn empty_lines_before_the_request_are_skipped() {
         Result::Ok(Parsed::Complete(_, n)) => assert_eq!(n, input.len()),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(parse_head(b"\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &LIMITS), Result::Err(_)));
+    assert!(matches!(
+        parse_head(b"\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &LIMITS),
+        Result::Err(_)
+    ));
 }
 
 #[test]
@@ -208,9 +216,15 @@ fn expect_continue_flag() {
         Result::Ok(Parsed::Complete(h, _)) => h.expect_continue,
         other => panic!("{other:?}"),
     };
-    assert!(parse(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
-    assert!(!parse(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
-    assert!(!parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"));
+    assert!(parse(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+    ));
+    assert!(!parse(
+        b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+    ));
+    assert!(!parse(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+    ));
 }
 
 #[test]
@@ -218,7 +232,10 @@ fn limits() {
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(60));
     let long_partial = format!("GET /{}", "a".repeat(70));
     let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: y\r\n".repeat(8));
-    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "y".repeat(250));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "y".repeat(250)
+    );
     let big_partial = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "y".repeat(250));
     cases! {
         long_target.as_bytes() => Fail(Error::LineTooLong);
@@ -231,8 +248,11 @@ fn limits() {
 
 #[test]
 fn parsed_head_contents() {
-    let input = b"POST http://example.com:81/p/a%20th?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
-    let Result::Ok(Parsed::Complete(h, _)) = parse_head(input, &LIMITS) else { panic!() };
+    let input =
+        b"POST http://example.com:81/p/a%20th?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+    let Result::Ok(Parsed::Complete(h, _)) = parse_head(input, &LIMITS) else {
+        panic!()
+    };
     assert_eq!(h.method, Method::POST);
     assert_eq!(h.uri.path(), "/p/a%20th");
     assert_eq!(h.uri.query(), Some("q=1"));
@@ -269,7 +289,8 @@ fn chunked(input: &[u8]) -> Result<(Vec<u8>, usize), Error> {
 #[test]
 fn chunked_bodies() {
     let ok = |input: &[u8], body: &[u8]| {
-        let (out, n) = chunked(input).unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(input)));
+        let (out, n) = chunked(input)
+            .unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(input)));
         assert_eq!(out, body, "{:?}", String::from_utf8_lossy(input));
         n
     };
@@ -280,7 +301,10 @@ fn chunked_bodies() {
     ok(b"5;ext\r\nhello\r\n0\r\n\r\n", b"hello");
     ok(b"5;a=b;c=\"d;e\\\"\"\r\nhello\r\n0\r\n\r\n", b"hello");
     ok(b"5 ;a = b\r\nhello\r\n0\r\n\r\n", b"hello");
-    ok(b"5\r\nhello\r\n0\r\nTrailer: x\r\nOther: y z\r\n\r\n", b"hello");
+    ok(
+        b"5\r\nhello\r\n0\r\nTrailer: x\r\nOther: y z\r\n\r\n",
+        b"hello",
+    );
     ok(b"0\r\n\r\n", b"");
     // What follows the body is left for the next request.
     assert_eq!(ok(b"0\r\n\r\nGET / HTTP/1.1\r\n", b""), 5);
@@ -292,7 +316,11 @@ fn chunked_bodies() {
             (Result::Err(e), w) => *e == w,
             _ => false,
         };
-        assert!(same, "{:?}: got {got:?}, want {want:?}", String::from_utf8_lossy(input));
+        assert!(
+            same,
+            "{:?}: got {got:?}, want {want:?}",
+            String::from_utf8_lossy(input)
+        );
     };
     let m = Error::Malformed("");
     bad(b"5\nhello\n0\n\n", m);

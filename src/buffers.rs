@@ -1,0 +1,191 @@
+//! A connection's two buffers: [`InBuf`] for bytes read but not yet parsed,
+//! and [`BodyStore`] for a request body being received.
+//!
+//! An idle connection keeps a small input buffer (2 KiB) and nothing else,
+//! so thousands of slow or idle clients cost a few MiB, not a worker. Bodies
+//! larger than `--body-buffer` go to an unlinked temporary file rather than
+//! memory.
+
+use std::fs::File;
+use std::io::{self, Seek, Write};
+use std::os::fd::AsFd;
+
+use crate::handler::RequestBody;
+
+/// The capacity an input buffer starts with and shrinks back to.
+const INITIAL: usize = 2048;
+
+/// Bytes received and not yet consumed: `buf[start..end]`.
+pub struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    pub fn new() -> InBuf {
+        InBuf {
+            buf: vec![0; INITIAL],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The unconsumed bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Drop `n` bytes from the front.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Read once from `fd` into free space, growing up to `max` bytes of
+    /// unconsumed data. `Ok(0)` means end of stream.
+    pub fn read_from(&mut self, fd: impl AsFd, max: usize) -> io::Result<usize> {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let grown = (self.buf.len() * 2).min(max.max(INITIAL));
+                if grown <= self.buf.len() {
+                    return Err(io::Error::other("input buffer full"));
+                }
+                self.buf.resize(grown, 0);
+            }
+        }
+        let n = nix::unistd::read(fd, &mut self.buf[self.end..]).map_err(io::Error::from)?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Give memory back after a large request, once nothing is pending.
+    pub fn shrink(&mut self) {
+        if self.is_empty() && self.buf.len() > 8 * INITIAL {
+            self.buf = vec![0; INITIAL];
+        }
+    }
+}
+
+impl Default for InBuf {
+    fn default() -> Self {
+        InBuf::new()
+    }
+}
+
+/// A request body as it arrives: in memory up to `spill_at` bytes, then in
+/// an unlinked temporary file.
+pub struct BodyStore {
+    mem: Vec<u8>,
+    file: Option<File>,
+    len: u64,
+    spill_at: usize,
+}
+
+impl BodyStore {
+    pub fn new(spill_at: usize, expected: Option<u64>) -> BodyStore {
+        let cap = expected.map_or(0, |n| n.min(spill_at as u64) as usize);
+        BodyStore {
+            mem: Vec::with_capacity(cap),
+            file: None,
+            len: 0,
+            spill_at,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.len += data.len() as u64;
+        if let Some(f) = &mut self.file {
+            return f.write_all(data);
+        }
+        if self.mem.len() + data.len() <= self.spill_at {
+            self.mem.extend_from_slice(data);
+            return Ok(());
+        }
+        let mut f = temp_file()?;
+        f.write_all(&self.mem)?;
+        f.write_all(data)?;
+        self.mem = Vec::new();
+        self.file = Some(f);
+        Ok(())
+    }
+
+    pub fn finish(self) -> io::Result<RequestBody> {
+        match self.file {
+            None => Ok(RequestBody::from_vec(self.mem)),
+            Some(mut f) => {
+                f.rewind()?;
+                Ok(RequestBody::from_file(f, self.len))
+            }
+        }
+    }
+}
+
+/// An anonymous file in `$TMPDIR` (`O_TMPFILE`: it has no name, so nothing
+/// is left behind however the worker ends).
+fn temp_file() -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(std::env::temp_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn body_spills_to_a_file_and_reads_back() {
+        let mut s = BodyStore::new(8, Some(20));
+        s.write(b"hello ").unwrap();
+        s.write(b"big world").unwrap();
+        s.write(b"!").unwrap();
+        assert_eq!(s.len(), 16);
+        let mut body = s.finish().unwrap();
+        let mut out = String::new();
+        body.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello big world!");
+    }
+
+    #[test]
+    fn input_buffer_compacts_and_grows_to_its_limit() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut buf = InBuf::new();
+        (&a).write_all(&[b'x'; 5000]).unwrap();
+        let mut total = 0;
+        while total < 5000 {
+            total += buf.read_from(&b, 4096).unwrap_or(0);
+            if buf.len() == 4096 {
+                break;
+            }
+        }
+        assert_eq!(buf.len(), 4096);
+        assert!(buf.read_from(&b, 4096).is_err(), "full at the limit");
+        buf.consume(4000);
+        assert_eq!(buf.read_from(&b, 4096).unwrap(), 904);
+        assert_eq!(buf.len(), 1000);
+    }
+}

@@ -1,0 +1,581 @@
+//! One connection's life, as a state machine driven by readiness events:
+//! read a head, read its body, call the handler, write the response, then
+//! keep the connection for the next request or close it.
+//!
+//! This is the one place where errors become status codes
+//! ([`Failure::status`]) and where access events are logged. Everything is
+//! non-blocking: a client that sends slowly, or reads slowly, costs its
+//! buffers and nothing else; the worker serves others meanwhile.
+//!
+//! Knows nothing of epoll or the master: the worker asks it to [`Conn::drive`]
+//! on readiness and to [`Conn::expire`] on its deadline, and registers
+//! whatever it [`Wants`].
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+use nix::sys::socket::{Shutdown, shutdown};
+
+use crate::buffers::{BodyStore, InBuf};
+use crate::config::HttpConfig;
+use crate::handler::{Body, ConnInfo, Handler, Request, RequestBody, Response};
+use crate::request::{self, ChunkedDecoder, Framing as BodyFraming, Head, Limits, Parsed};
+use crate::response::{self, DateCache, Flush, Output, Plan};
+use crate::scoreboard::WorkerSlot;
+
+/// What the worker shares with every connection for one call.
+pub struct Ctx<'a> {
+    pub handler: &'a mut dyn Handler,
+    pub cfg: &'a HttpConfig,
+    pub limits: Limits,
+    pub date: &'a mut DateCache,
+    pub now_ms: u64,
+    pub access_log: bool,
+    pub pid: u32,
+    pub slot: WorkerSlot,
+    /// The worker is stopping: finish what is in flight, keep nothing open.
+    pub stopping: bool,
+}
+
+/// What a connection waits for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wants {
+    Read,
+    Write,
+    ReadWrite,
+    /// The response stream's descriptor to turn readable.
+    Source,
+    Close,
+}
+
+/// How long a lingering close waits for the client's FIN, and how much it
+/// reads meanwhile.
+const LINGER_MS: u64 = 2000;
+const LINGER_BYTES: usize = 1 << 20;
+
+enum State {
+    /// Waiting for the first byte of a request.
+    Idle,
+    /// Part of a request head has arrived.
+    Head,
+    /// Receiving a request body.
+    Body(Box<Incoming>),
+    /// Writing a response.
+    Sending,
+    /// Response sent and our side shut down; draining the client's input so
+    /// that closing does not reset the connection under the response.
+    Linger,
+}
+
+/// A request whose body is arriving.
+struct Incoming {
+    head: Box<Head>,
+    store: BodyStore,
+    left: Left,
+}
+
+enum Left {
+    Bytes(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// Why a request fails before or outside the handler.
+#[derive(Debug)]
+enum Failure {
+    Codec(request::Error),
+    Timeout,
+    Panic,
+    Storage(io::Error),
+}
+
+impl Failure {
+    /// The one mapping from errors to status codes.
+    fn status(&self) -> StatusCode {
+        use request::Error as E;
+        match self {
+            Failure::Codec(E::Malformed(_)) => StatusCode::BAD_REQUEST,
+            Failure::Codec(E::LineTooLong) => StatusCode::URI_TOO_LONG,
+            Failure::Codec(E::HeadTooLarge) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Failure::Codec(E::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::Codec(E::UnknownCoding) => StatusCode::NOT_IMPLEMENTED,
+            Failure::Codec(E::UnknownVersion) => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Failure::Codec(E::Expectation) => StatusCode::EXPECTATION_FAILED,
+            Failure::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Failure::Panic | Failure::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The request being answered, for the access log.
+struct Exchange {
+    method: Option<Method>,
+    uri: Option<Uri>,
+    version: Version,
+    head_only: bool,
+    status: StatusCode,
+    started: Instant,
+}
+
+/// One client connection.
+pub struct Conn {
+    sock: OwnedFd,
+    info: ConnInfo,
+    input: InBuf,
+    state: State,
+    out: Output,
+    exchange: Option<Exchange>,
+    /// Requests answered on this connection.
+    served: u64,
+    /// Keep the connection open after the current exchange.
+    keep_alive: bool,
+    /// Monotonic ms after which [`Conn::expire`] is due.
+    pub deadline: u64,
+    lingered: usize,
+    /// Drain the client's input before closing (after an error response,
+    /// when unread bytes may follow).
+    linger_on_close: bool,
+}
+
+impl Conn {
+    pub fn new(sock: OwnedFd, info: ConnInfo, cfg: &HttpConfig, now_ms: u64) -> Conn {
+        Conn {
+            sock,
+            info,
+            input: InBuf::new(),
+            state: State::Idle,
+            out: Output::new(),
+            exchange: None,
+            served: 0,
+            keep_alive: true,
+            deadline: now_ms + ms(cfg.header_timeout),
+            lingered: 0,
+            linger_on_close: false,
+        }
+    }
+
+    pub fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// The response stream's descriptor, while one is being sent.
+    pub fn source_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.out.source_fd()
+    }
+
+    /// Work is in progress: a new connection's first request, or any
+    /// request from its first byte until its response is sent. An idle
+    /// keep-alive connection is not busy (and does not keep the server
+    /// from its idle exit).
+    pub fn busy(&self) -> bool {
+        match self.state {
+            State::Idle => self.served == 0,
+            State::Head | State::Body(_) | State::Sending => true,
+            State::Linger => false,
+        }
+    }
+
+    /// Make progress until blocked.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Wants {
+        loop {
+            let step = match self.state {
+                State::Idle | State::Head => self.read_head(ctx),
+                State::Body(_) => self.read_body(ctx),
+                State::Sending => self.send(ctx),
+                State::Linger => self.linger(),
+            };
+            match step {
+                Step::Again => continue,
+                Step::Wait(w) => return w,
+            }
+        }
+    }
+
+    /// The deadline passed.
+    pub fn expire(&mut self, ctx: &mut Ctx<'_>) -> Wants {
+        match self.state {
+            State::Idle if self.served > 0 => Wants::Close,
+            State::Idle | State::Head | State::Body(_) => {
+                self.fail(Failure::Timeout, ctx);
+                self.drive(ctx)
+            }
+            State::Sending | State::Linger => Wants::Close,
+        }
+    }
+
+    /// The worker is stopping: true if the connection should close now
+    /// (it is idle); otherwise it closes after the response in progress.
+    pub fn stop(&mut self) -> bool {
+        self.keep_alive = false;
+        match self.state {
+            State::Idle => self.served > 0,
+            State::Linger => true,
+            State::Head | State::Body(_) | State::Sending => false,
+        }
+    }
+
+    fn read_head(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        if !self.input.is_empty() {
+            if matches!(self.state, State::Idle) {
+                // First byte of the next request: the head timeout starts.
+                self.state = State::Head;
+                self.deadline = ctx.now_ms + ms(ctx.cfg.header_timeout);
+            }
+            match request::parse_head(self.input.data(), &ctx.limits) {
+                Ok(Parsed::Complete(head, n)) => {
+                    self.input.consume(n);
+                    return self.begin(head, ctx);
+                }
+                Ok(Parsed::Partial) => {}
+                Err(e) => return self.fail(Failure::Codec(e), ctx),
+            }
+        }
+        let max = ctx.cfg.max_head.max(ctx.cfg.max_request_line) + 1024;
+        match self.input.read_from(&self.sock, max) {
+            Ok(0) => self.closed_by_peer(),
+            Ok(_) => Step::Again,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if matches!(self.state, State::Idle) {
+                    self.input.shrink();
+                }
+                Step::Wait(Wants::Read)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Again,
+            Err(_) => Step::Wait(Wants::Close),
+        }
+    }
+
+    /// A complete head: start the exchange.
+    fn begin(&mut self, head: Box<Head>, ctx: &mut Ctx<'_>) -> Step {
+        let last_allowed = ctx.cfg.max_requests != 0 && self.served + 1 >= ctx.cfg.max_requests;
+        self.keep_alive = head.keep_alive && !ctx.stopping && !last_allowed;
+        self.exchange = Some(Exchange {
+            method: Some(head.method.clone()),
+            uri: Some(head.uri.clone()),
+            version: head.version,
+            head_only: head.method == Method::HEAD,
+            status: StatusCode::OK,
+            started: Instant::now(),
+        });
+        let left = match head.framing {
+            BodyFraming::None => return self.dispatch(head, RequestBody::empty(), ctx),
+            BodyFraming::Length(n) => Left::Bytes(n),
+            BodyFraming::Chunked => {
+                Left::Chunked(ChunkedDecoder::new(ctx.cfg.max_body, ctx.cfg.max_head))
+            }
+        };
+        if head.expect_continue && self.input.is_empty() {
+            self.out.buf().extend_from_slice(response::CONTINUE);
+        }
+        let expected = match left {
+            Left::Bytes(n) => Some(n),
+            Left::Chunked(_) => None,
+        };
+        self.state = State::Body(Box::new(Incoming {
+            head,
+            store: BodyStore::new(ctx.cfg.body_buffer, expected),
+            left,
+        }));
+        self.deadline = ctx.now_ms + ms(ctx.cfg.body_timeout);
+        Step::Again
+    }
+
+    fn read_body(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        if !self.out.is_empty() {
+            // The 100 Continue; it is tiny, so one write nearly always does.
+            match self.out.flush(self.sock.as_fd()) {
+                Ok(_) => {}
+                Err(_) => return Step::Wait(Wants::Close),
+            }
+        }
+        let State::Body(inc) = &mut self.state else {
+            unreachable!()
+        };
+        let mut stored = Ok(());
+        let done = match &mut inc.left {
+            Left::Bytes(left) => {
+                let take = self
+                    .input
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                stored = inc.store.write(&self.input.data()[..take]);
+                self.input.consume(take);
+                *left -= take as u64;
+                *left == 0
+            }
+            Left::Chunked(dec) => {
+                let store = &mut inc.store;
+                let used = dec.decode(self.input.data(), &mut |data| {
+                    if stored.is_ok() {
+                        stored = store.write(data);
+                    }
+                });
+                match used {
+                    Ok(n) => self.input.consume(n),
+                    Err(e) => return self.fail(Failure::Codec(e), ctx),
+                }
+                dec.is_done()
+            }
+        };
+        if let Err(e) = stored {
+            return self.fail(Failure::Storage(e), ctx);
+        }
+        if done {
+            let State::Body(inc) = std::mem::replace(&mut self.state, State::Sending) else {
+                unreachable!()
+            };
+            let Incoming { head, store, .. } = *inc;
+            return match store.finish() {
+                Ok(body) => self.dispatch(head, body, ctx),
+                Err(e) => self.fail(Failure::Storage(e), ctx),
+            };
+        }
+        match self.input.read_from(&self.sock, 64 * 1024) {
+            Ok(0) => self.closed_by_peer(),
+            Ok(_) => {
+                self.deadline = ctx.now_ms + ms(ctx.cfg.body_timeout);
+                Step::Again
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if self.out.is_empty() {
+                    Step::Wait(Wants::Read)
+                } else {
+                    Step::Wait(Wants::ReadWrite)
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Again,
+            Err(_) => Step::Wait(Wants::Close),
+        }
+    }
+
+    /// Call the handler with the complete request.
+    fn dispatch(&mut self, head: Box<Head>, body: RequestBody, ctx: &mut Ctx<'_>) -> Step {
+        let Head {
+            method,
+            uri,
+            version,
+            headers,
+            ..
+        } = *head;
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers;
+        req.extensions_mut().insert(self.info.clone());
+        let handler = &mut *ctx.handler;
+        let res = match catch_unwind(AssertUnwindSafe(|| handler.call(req))) {
+            Ok(res) => res,
+            Err(_) => return self.fail(Failure::Panic, ctx),
+        };
+        if res.status().is_informational() {
+            tracing::error!(
+                status = res.status().as_u16(),
+                "handler returned an interim status; answering 500"
+            );
+            return self.fail(Failure::Panic, ctx);
+        }
+        self.respond(res, ctx);
+        Step::Again
+    }
+
+    /// Queue a response (from the handler or an error) and start sending.
+    fn respond(&mut self, res: Response, ctx: &mut Ctx<'_>) {
+        let (parts, body) = res.into_parts();
+        let exchange = self.exchange.get_or_insert_with(|| Exchange {
+            method: None,
+            uri: None,
+            version: Version::HTTP_11,
+            head_only: false,
+            status: parts.status,
+            started: Instant::now(),
+        });
+        exchange.status = parts.status;
+        let plan = Plan::new(
+            parts.status,
+            body.len(),
+            exchange.version,
+            exchange.head_only,
+            self.keep_alive,
+        );
+        self.keep_alive = plan.keep_alive;
+        response::write_head(
+            self.out.buf(),
+            parts.status,
+            &parts.headers,
+            plan,
+            exchange.version,
+            ctx.date.now(),
+        );
+        self.out.set_body(body, plan.framing);
+        self.state = State::Sending;
+        self.deadline = ctx.now_ms + ms(ctx.cfg.write_timeout);
+    }
+
+    /// Answer with an error status and close afterwards.
+    fn fail(&mut self, why: Failure, ctx: &mut Ctx<'_>) -> Step {
+        let status = why.status();
+        match &why {
+            Failure::Panic => {
+                let path = self
+                    .exchange
+                    .as_ref()
+                    .and_then(|e| e.uri.as_ref())
+                    .map(|u| u.path().to_owned());
+                tracing::error!(
+                    worker = ctx.pid,
+                    path = path.as_deref().unwrap_or("-"),
+                    "handler panicked; answered 500"
+                );
+            }
+            Failure::Storage(e) => {
+                tracing::error!(worker = ctx.pid, error = %e, "cannot store request body")
+            }
+            Failure::Codec(e) => {
+                tracing::debug!(worker = ctx.pid, peer = %self.info.peer, reason = ?e, "bad request")
+            }
+            Failure::Timeout => {}
+        }
+        // After a codec error or a timeout the framing of what follows is
+        // unknown (or the body unread): never reuse the connection. A panic
+        // happens after the whole request was read, so the next one may come.
+        self.keep_alive = matches!(why, Failure::Panic) && self.keep_alive && !ctx.stopping;
+        self.linger_on_close = !matches!(why, Failure::Panic);
+        self.out.clear();
+        self.state = State::Sending;
+        let mut res = Response::new(Body::from(format!(
+            "{} {}\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or("")
+        )));
+        *res.status_mut() = status;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        self.respond(res, ctx);
+        Step::Again
+    }
+
+    fn send(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        match self.out.flush(self.sock.as_fd()) {
+            Ok(Flush::Done) => self.finish(ctx),
+            Ok(Flush::Blocked) => {
+                self.deadline = ctx.now_ms + ms(ctx.cfg.write_timeout);
+                Step::Wait(Wants::Write)
+            }
+            Ok(Flush::WaitSource) => {
+                self.deadline = self.out.source_deadline().map_or(u64::MAX, |d| {
+                    ctx.now_ms + d.saturating_duration_since(Instant::now()).as_millis() as u64
+                });
+                Step::Wait(Wants::Source)
+            }
+            Err(e) => {
+                if !is_disconnect(&e) {
+                    tracing::warn!(worker = ctx.pid, error = %e, "response aborted");
+                }
+                Step::Wait(Wants::Close)
+            }
+        }
+    }
+
+    /// The response is sent: log it, then keep the connection or close it.
+    fn finish(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        self.served += 1;
+        ctx.slot.add_served();
+        ctx.slot.touch(ctx.now_ms);
+        if let Some(x) = self.exchange.take() {
+            if ctx.access_log {
+                self.log_access(&x, ctx);
+            }
+        }
+        if !self.keep_alive || ctx.stopping {
+            if self.input.is_empty() && !self.linger_on_close {
+                return Step::Wait(Wants::Close);
+            }
+            // Unread input (a pipelined request, an unread body): shut our
+            // side and drain theirs, so the close does not reset the
+            // connection before the client has read our response.
+            let _ = shutdown(std::os::fd::AsRawFd::as_raw_fd(&self.sock), Shutdown::Write);
+            self.input.consume(self.input.len());
+            self.state = State::Linger;
+            self.deadline = ctx.now_ms + LINGER_MS;
+            return Step::Again;
+        }
+        self.state = State::Idle;
+        self.deadline = ctx.now_ms + ms(ctx.cfg.keepalive_timeout);
+        if self.input.is_empty() {
+            // Level-triggered epoll says when the next request arrives; do
+            // not spend a read finding out it has not.
+            self.input.shrink();
+            Step::Wait(Wants::Read)
+        } else {
+            Step::Again
+        }
+    }
+
+    fn linger(&mut self) -> Step {
+        match self.input.read_from(&self.sock, 64 * 1024) {
+            Ok(0) => Step::Wait(Wants::Close),
+            Ok(n) => {
+                self.lingered += n;
+                self.input.consume(n);
+                if self.lingered > LINGER_BYTES {
+                    Step::Wait(Wants::Close)
+                } else {
+                    Step::Again
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Wait(Wants::Read),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Again,
+            Err(_) => Step::Wait(Wants::Close),
+        }
+    }
+
+    /// The client closed its side. Mid-request that is an aborted request;
+    /// between requests it is a normal end.
+    fn closed_by_peer(&mut self) -> Step {
+        Step::Wait(Wants::Close)
+    }
+
+    fn log_access(&self, x: &Exchange, ctx: &Ctx<'_>) {
+        let method = x.method.as_ref().map_or("-", Method::as_str);
+        let path = x.uri.as_ref().map_or("-", Uri::path);
+        let status = x.status.as_u16();
+        let bytes = self.out.body_sent();
+        let duration_us = x.started.elapsed().as_micros() as u64;
+        let peer = &self.info.peer;
+        tracing::info!(
+            target: crate::logging::ACCESS,
+            method,
+            path,
+            status,
+            bytes,
+            duration_us,
+            worker = ctx.pid,
+            peer = %peer,
+            "{peer} \"{method} {path}\" {status} {bytes}"
+        );
+    }
+}
+
+enum Step {
+    Again,
+    Wait(Wants),
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX / 2)) as u64
+}
+
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}

@@ -1,0 +1,491 @@
+//! A worker process: after-fork setup, then one epoll event loop over the
+//! shared listeners, the worker's connections, its signals and its pipe to
+//! the master.
+//!
+//! Listeners are registered with `EPOLLEXCLUSIVE`, so a new connection wakes
+//! one worker, not all. Connections are level-triggered: a read that finds
+//! the request incomplete simply waits for the next event. Deadlines are
+//! coarse (a sweep a few times a second), which is all HTTP timeouts need.
+//!
+//! The worker obeys the master between events: a stop message, or EOF on
+//! the channel (the master is gone), makes it stop accepting, close idle
+//! connections and exit once the busy ones are answered. It knows nothing
+//! about handlers beyond calling them through [`crate::conn`].
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::SockaddrStorage;
+use nix::unistd::{Pid, getppid};
+
+use crate::config::Config;
+use crate::conn::{Conn, Ctx, Wants};
+use crate::handler::{ConnInfo, Handler, Peer, WorkerInfo};
+use crate::listeners::Listener;
+use crate::request::{Limits, MAX_HEADERS_CEILING};
+use crate::response::DateCache;
+use crate::scoreboard::{WorkerSlot, now_ms};
+use crate::signals::{Command, Signals};
+
+/// Exit code of a worker that could not boot (its init hook failed): the
+/// master does not respawn it but stops with an error.
+pub const EXIT_BOOT_FAILED: i32 = 3;
+
+/// Messages on the channel between master and worker (one byte each).
+pub const MSG_BOOTED: u8 = b'B';
+pub const MSG_STOP: u8 = b'S';
+
+/// Builds the handler in a worker, after the fork.
+pub type MakeHandler<'a> =
+    &'a mut dyn FnMut(WorkerInfo) -> Result<Box<dyn Handler>, Box<dyn std::error::Error>>;
+
+/// What a freshly forked worker is given.
+pub struct Setup<'a> {
+    pub index: usize,
+    pub listeners: &'a [Listener],
+    pub channel: UnixStream,
+    pub slot: WorkerSlot,
+    pub config: &'a Config,
+    pub master: Pid,
+    /// Master-only descriptors inherited through fork, closed first thing.
+    pub close: Vec<RawFd>,
+}
+
+/// Run a worker to its end; returns the process exit code.
+pub fn run(setup: Setup<'_>, make: MakeHandler<'_>) -> i32 {
+    // Clean up first: nothing of the master's may leak into this process's
+    // lifetime, and the inherited signal mask must be this worker's own.
+    for fd in &setup.close {
+        let _ = nix::unistd::close(*fd);
+    }
+    let signals = match Signals::for_worker() {
+        Ok(s) => s,
+        Err(e) => return boot_failed(setup.index, &format!("signal setup: {e}")),
+    };
+    if nix::sys::prctl::set_pdeathsig(Signals::PARENT_DEATH).is_err() || getppid() != setup.master {
+        return 0; // the master died before we were armed
+    }
+    let _ = nix::sys::prctl::set_name(c"spyglass:worker");
+    let pid = std::process::id();
+    let info = WorkerInfo {
+        index: setup.index,
+        pid,
+    };
+    let handler = match make(info) {
+        Ok(h) => h,
+        Err(e) => return boot_failed(setup.index, &e.to_string()),
+    };
+    let mut event_loop = match EventLoop::new(setup, signals, handler) {
+        Ok(l) => l,
+        Err(e) => return boot_failed(info.index, &format!("event loop: {e}")),
+    };
+    if (&event_loop.channel).write_all(&[MSG_BOOTED]).is_err() {
+        return 0;
+    }
+    event_loop.run()
+}
+
+fn boot_failed(index: usize, why: &str) -> i32 {
+    tracing::error!(
+        worker = std::process::id(),
+        index,
+        "worker failed to boot: {why}"
+    );
+    EXIT_BOOT_FAILED
+}
+
+const SIGNALS: u64 = 1 << 62;
+const CHANNEL: u64 = SIGNALS | 1;
+/// Set on events from a connection's response stream.
+const SOURCE: u64 = 1 << 61;
+const LISTENER_LIMIT: u64 = 1 << 16;
+
+/// Connections accepted per wakeup at most, so one worker does not take a
+/// burst that others could share.
+const ACCEPT_BATCH: usize = 8;
+
+struct Entry {
+    conn: Conn,
+    generation: u32,
+    interest: Option<EpollFlags>,
+    /// The stream descriptor registered for this connection, if any.
+    source: Option<RawFd>,
+}
+
+struct EventLoop<'a> {
+    epoll: Epoll,
+    listeners: &'a [Listener],
+    listener_names: Vec<Arc<str>>,
+    accepting: bool,
+    /// When accepting resumes after running out of descriptors.
+    accept_pause_until: u64,
+    conns: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    generation: u32,
+    open: usize,
+    busy: usize,
+    signals: Signals,
+    channel: UnixStream,
+    handler: Box<dyn Handler>,
+    config: &'a Config,
+    limits: Limits,
+    date: DateCache,
+    slot: WorkerSlot,
+    pid: u32,
+    stopping: bool,
+    stop_deadline: u64,
+    sweep_every: u64,
+}
+
+impl<'a> EventLoop<'a> {
+    fn new(
+        setup: Setup<'a>,
+        signals: Signals,
+        handler: Box<dyn Handler>,
+    ) -> io::Result<EventLoop<'a>> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        setup.channel.set_nonblocking(true)?;
+        epoll.add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
+        epoll.add(
+            &setup.channel,
+            EpollEvent::new(EpollFlags::EPOLLIN, CHANNEL),
+        )?;
+        let http = &setup.config.http;
+        let shortest = [
+            http.header_timeout,
+            http.body_timeout,
+            http.keepalive_timeout,
+            http.write_timeout,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        let mut l = EventLoop {
+            epoll,
+            listeners: setup.listeners,
+            listener_names: setup
+                .listeners
+                .iter()
+                .map(|l| Arc::from(l.name.as_str()))
+                .collect(),
+            accepting: false,
+            accept_pause_until: 0,
+            conns: Vec::new(),
+            free: Vec::new(),
+            generation: 0,
+            open: 0,
+            busy: 0,
+            signals,
+            channel: setup.channel,
+            handler,
+            config: setup.config,
+            limits: Limits {
+                max_request_line: http.max_request_line,
+                max_head: http.max_head,
+                max_headers: http.max_headers.min(MAX_HEADERS_CEILING),
+                max_body: http.max_body,
+            },
+            date: DateCache::new(),
+            slot: setup.slot,
+            pid: std::process::id(),
+            stopping: false,
+            stop_deadline: u64::MAX,
+            sweep_every: (shortest.as_millis() as u64 / 4).clamp(50, 1000),
+        };
+        l.set_accepting(true)?;
+        Ok(l)
+    }
+
+    fn set_accepting(&mut self, on: bool) -> io::Result<()> {
+        if on == self.accepting {
+            return Ok(());
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if on {
+                let ev =
+                    EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64);
+                self.epoll.add(l, ev)?;
+            } else {
+                self.epoll.delete(l)?;
+            }
+        }
+        self.accepting = on;
+        Ok(())
+    }
+
+    fn run(&mut self) -> i32 {
+        let mut events = vec![EpollEvent::empty(); 256];
+        let mut next_sweep = now_ms() + self.sweep_every;
+        loop {
+            let now = now_ms();
+            let wait = next_sweep.saturating_sub(now).min(1000) as u16;
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(wait)) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(e) => {
+                    tracing::error!(worker = self.pid, error = %e, "epoll_wait failed");
+                    return 1;
+                }
+            };
+            let now = now_ms();
+            self.slot.beat(now);
+            for ev in &events[..n] {
+                match ev.data() {
+                    SIGNALS => {
+                        for cmd in self.signals.drain() {
+                            match cmd {
+                                Command::FastStop => return 0,
+                                _ => self.stop(now),
+                            }
+                        }
+                    }
+                    CHANNEL => self.read_channel(now),
+                    t if t < LISTENER_LIMIT => self.accept(t as usize, now),
+                    t => self.ready(t, now),
+                }
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + self.sweep_every;
+                if !self.accepting
+                    && !self.stopping
+                    && now >= self.accept_pause_until
+                    && self.open < self.max_open()
+                {
+                    let _ = self.set_accepting(true);
+                }
+            }
+            self.slot.set_busy(self.busy as u64);
+            self.slot.set_open(self.open as u64);
+            if self.stopping && (self.open == 0 || now >= self.stop_deadline) {
+                return 0;
+            }
+        }
+    }
+
+    fn max_open(&self) -> usize {
+        self.config.http.max_connections
+    }
+
+    /// Stop accepting; close idle connections; finish the rest.
+    fn stop(&mut self, now: u64) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.stop_deadline = now + self.config.graceful_timeout.as_millis() as u64;
+        let _ = self.set_accepting(false);
+        for i in 0..self.conns.len() {
+            let close = match &mut self.conns[i] {
+                Some(e) => e.conn.stop(),
+                None => false,
+            };
+            if close {
+                self.remove(i, now);
+            }
+        }
+    }
+
+    fn read_channel(&mut self, now: u64) {
+        let mut buf = [0u8; 16];
+        loop {
+            match (&self.channel).read(&mut buf) {
+                Ok(0) => return self.stop(now), // the master is gone
+                Ok(n) => {
+                    if buf[..n].contains(&MSG_STOP) {
+                        self.stop(now);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.stop(now),
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize, now: u64) {
+        let Some(listener) = self.listeners.get(index) else {
+            return;
+        };
+        for _ in 0..ACCEPT_BATCH {
+            if !self.accepting || self.open >= self.max_open() {
+                let _ = self.set_accepting(false);
+                return;
+            }
+            match crate::sys::accept(listener.as_fd()) {
+                Ok((fd, addr)) => self.admit(fd, addr, index, now),
+                Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+                    Errno::EAGAIN => return,
+                    Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM => continue,
+                    Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
+                        tracing::warn!(worker = self.pid, error = %e, "accept: out of resources; pausing");
+                        self.accept_pause_until = now + 100;
+                        let _ = self.set_accepting(false);
+                        return;
+                    }
+                    _ => {
+                        tracing::warn!(worker = self.pid, error = %e, "accept failed");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn admit(&mut self, fd: OwnedFd, addr: Option<SockaddrStorage>, index: usize, now: u64) {
+        let peer = match addr.as_ref() {
+            Some(a) => match (a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+                (Some(v4), _) => Peer::Tcp(std::net::SocketAddr::V4((*v4).into())),
+                (_, Some(v6)) => Peer::Tcp(std::net::SocketAddr::V6((*v6).into())),
+                _ => Peer::Unix,
+            },
+            None => Peer::Unix,
+        };
+        let info = ConnInfo {
+            peer,
+            local_port: self.listeners[index].local.port(),
+            listener: self.listener_names[index].clone(),
+        };
+        let conn = Conn::new(fd, info, &self.config.http, now);
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        // Never 0: a connection token must not look like a listener's.
+        self.generation = (self.generation % 0x1fff_fffe) + 1;
+        let token = (u64::from(self.generation) << 32) | i as u64;
+        if self
+            .epoll
+            .add(conn.sock(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .is_err()
+        {
+            self.free.push(i);
+            return;
+        }
+        self.conns[i] = Some(Entry {
+            conn,
+            generation: self.generation,
+            interest: Some(EpollFlags::EPOLLIN),
+            source: None,
+        });
+        self.open += 1;
+        self.busy += 1; // a new connection is busy until its first response
+        self.slot.touch(now);
+    }
+
+    /// A readiness event for a connection (its socket or its stream).
+    fn ready(&mut self, token: u64, now: u64) {
+        let i = (token & 0xffff_ffff) as usize;
+        let generation = ((token >> 32) & 0x1fff_ffff) as u32;
+        match self.conns.get(i) {
+            Some(Some(e)) if e.generation == generation => {}
+            _ => return, // closed earlier in this batch
+        }
+        self.with_conn(i, now, |conn, ctx| conn.drive(ctx));
+    }
+
+    /// Run `f` on connection `i` with a fresh context, then apply what it
+    /// wants next and keep the busy count true.
+    fn with_conn(&mut self, i: usize, now: u64, f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> Wants) {
+        let Some(entry) = self.conns[i].as_mut() else {
+            return;
+        };
+        let was_busy = entry.conn.busy();
+        let mut ctx = Ctx {
+            handler: &mut *self.handler,
+            cfg: &self.config.http,
+            limits: self.limits,
+            date: &mut self.date,
+            now_ms: now,
+            access_log: self.config.access_log,
+            pid: self.pid,
+            slot: self.slot,
+            stopping: self.stopping,
+        };
+        let wants = f(&mut entry.conn, &mut ctx);
+        let is_busy = entry.conn.busy();
+        if wants == Wants::Close {
+            return self.remove(i, now);
+        }
+        match (was_busy, is_busy) {
+            (false, true) => self.busy += 1,
+            (true, false) => self.busy -= 1,
+            _ => {}
+        }
+        let token = (u64::from(entry.generation) << 32) | i as u64;
+        if apply(&self.epoll, entry, wants, token).is_err() {
+            self.remove(i, now);
+        }
+    }
+
+    fn remove(&mut self, i: usize, now: u64) {
+        if let Some(entry) = self.conns[i].take() {
+            if entry.conn.busy() {
+                self.busy -= 1;
+            }
+            self.open -= 1;
+            self.free.push(i);
+            self.slot.touch(now);
+            // Closing the socket (and the stream, if any) removes them from
+            // the epoll set: nothing else holds them.
+            drop(entry);
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        for i in 0..self.conns.len() {
+            let due = matches!(&self.conns[i], Some(e) if e.conn.deadline <= now);
+            if due {
+                self.with_conn(i, now, |conn, ctx| conn.expire(ctx));
+            }
+        }
+    }
+}
+
+/// Register what a connection waits for: its socket for reading or
+/// writing, or (while a response stream has nothing to give) the stream's
+/// descriptor, with the socket quiet so it cannot spin the loop.
+fn apply(epoll: &Epoll, entry: &mut Entry, wants: Wants, token: u64) -> io::Result<()> {
+    let sock_interest = match wants {
+        Wants::Read => EpollFlags::EPOLLIN,
+        Wants::Write => EpollFlags::EPOLLOUT,
+        Wants::ReadWrite => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+        Wants::Source | Wants::Close => EpollFlags::empty(),
+    };
+    if entry.interest != Some(sock_interest) {
+        let mut ev = EpollEvent::new(sock_interest, token);
+        epoll.modify(entry.conn.sock(), &mut ev)?;
+        entry.interest = Some(sock_interest);
+    }
+    let source: Option<BorrowedFd<'_>> = entry.conn.source_fd();
+    let want_source = wants == Wants::Source;
+    match (entry.source, source) {
+        // The stream that was registered is gone (closing it unregistered it).
+        (Some(old), now) if now.map(|f| f.as_raw_fd()) != Some(old) => entry.source = None,
+        _ => {}
+    }
+    if let Some(fd) = source {
+        let flags = if want_source {
+            EpollFlags::EPOLLIN
+        } else {
+            EpollFlags::empty()
+        };
+        let mut ev = EpollEvent::new(flags, token | SOURCE);
+        if entry.source.is_some() {
+            if epoll.modify(fd, &mut ev).is_err() {
+                epoll.add(fd, ev)?;
+            }
+        } else if want_source {
+            epoll.add(fd, ev)?;
+            entry.source = Some(fd.as_raw_fd());
+        }
+    } else if want_source {
+        return Err(io::Error::other("stream waits without a descriptor"));
+    }
+    Ok(())
+}
