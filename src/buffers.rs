@@ -108,10 +108,6 @@ impl BodyStore {
         }
     }
 
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.len += data.len() as u64;
         if let Some(f) = &mut self.file {
@@ -163,8 +159,8 @@ mod tests {
         s.write(b"hello ").unwrap();
         s.write(b"big world").unwrap();
         s.write(b"!").unwrap();
-        assert_eq!(s.len(), 16);
         let mut body = s.finish().unwrap();
+        assert_eq!(body.len(), 16);
         let mut out = String::new();
         body.read_to_string(&mut out).unwrap();
         assert_eq!(out, "hello big world!");

@@ -83,7 +83,7 @@ pub struct ServerArgs {
 
     /// One log event per request (on or off).
     #[arg(long, value_name = "on|off", env = "SPYGLASS_ACCESS_LOG", default_value = "on",
-          value_parser = parse_switch)]
+          value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub access_log: bool,
 
     /// Longest request line, else 414.

@@ -70,5 +70,5 @@ fn stderr_is_journal() -> bool {
         return false;
     };
     nix::sys::stat::fstat(std::io::stderr().as_fd())
-        .is_ok_and(|st| st.st_dev as u64 == dev && st.st_ino as u64 == ino)
+        .is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }

@@ -87,11 +87,6 @@ impl Plan {
             keep_alive: keep_alive && framing != Framing::UntilClose,
         }
     }
-
-    /// Whether body bytes follow the head.
-    pub fn sends_body(&self) -> bool {
-        !matches!(self.framing, Framing::NoBody { .. })
-    }
 }
 
 /// Serialise the head of a response into `out`.

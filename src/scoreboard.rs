@@ -28,8 +28,6 @@ enum Word {
     Served,
     /// Connections with work in progress (see [`WorkerSlot::set_busy`]).
     Busy,
-    /// Open connections.
-    Open,
     /// Monotonic ms of the last accept or finished request.
     LastActive,
     /// Monotonic ms of the last turn of the worker's event loop.
@@ -104,15 +102,6 @@ impl WorkerSlot {
     /// Publish the busy count.
     pub fn set_busy(&self, n: u64) {
         self.set(Word::Busy, n)
-    }
-
-    /// Open connections.
-    pub fn open(&self) -> u64 {
-        self.get(Word::Open)
-    }
-    /// Publish the open-connection count.
-    pub fn set_open(&self, n: u64) {
-        self.set(Word::Open, n)
     }
 
     /// When the worker last accepted a connection or finished a request.

@@ -45,7 +45,12 @@ impl StaticFiles {
         };
         let mime = mime_guess::from_path(&path).first_or_octet_stream();
         let mut res = Response::new(body);
-        if let Ok(v) = HeaderValue::from_str(mime.as_ref()) {
+        let mime = if mime.type_() == mime_guess::mime::TEXT {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_string()
+        };
+        if let Ok(v) = HeaderValue::from_str(&mime) {
             res.headers_mut().insert(header::CONTENT_TYPE, v);
         }
         res

@@ -103,6 +103,7 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<SockaddrS
 /// (ours blocks the signals the worker reads through signalfd, and `Command`
 /// would pass that mask on), default dispositions, and a process group of
 /// its own so that a timeout can kill the script and everything it started.
+#[allow(dead_code)] // for the CGI handler
 pub fn exec_clean(cmd: &mut Command) {
     // SAFETY: the closure runs in the child between fork and exec and only
     // calls async-signal-safe functions (sigprocmask, signal, setpgid); it

@@ -261,7 +261,6 @@ impl<'a> EventLoop<'a> {
                 }
             }
             self.slot.set_busy(self.busy as u64);
-            self.slot.set_open(self.open as u64);
             if self.stopping && (self.open == 0 || now >= self.stop_deadline) {
                 return 0;
             }

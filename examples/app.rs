@@ -1,0 +1,108 @@
+//! A tour of the library API: a handler built per worker after the fork,
+//! request bodies, streamed responses, and what happens when a handler
+//! panics. Run it as `cargo run --example app -- --listen 127.0.0.1:8080`.
+//!
+//! Routes:
+//! - `/`           a greeting, with the worker's pid and how many requests
+//!   it has answered (state kept per worker, no lock needed)
+//! - `/echo`       the request body back, whatever its framing
+//! - `/stream?n=N` N lines, produced as the client reads them (chunked)
+//! - `/panic`      the handler panics: the client gets 500, the worker lives
+//!
+//! Set `APP_FAIL_INIT=1` to make the per-worker init fail: the server then
+//! stops with that error rather than respawning workers in a loop.
+
+use std::io::{self, Read};
+
+use spyglass::http::StatusCode;
+use spyglass::http::header::{CONTENT_TYPE, HeaderValue};
+use spyglass::{Body, Handler, Request, Response, Server, WorkerInfo};
+
+/// Per-worker state: built after the fork, so each worker has its own.
+struct App {
+    worker: WorkerInfo,
+    answered: u64,
+}
+
+impl Handler for App {
+    fn call(&mut self, mut req: Request) -> Response {
+        self.answered += 1;
+        match req.uri().path() {
+            "/" => text(format!(
+                "hello from worker {} (pid {}), request {} of this worker\n",
+                self.worker.index, self.worker.pid, self.answered
+            )),
+            "/echo" => {
+                let mut body = Vec::new();
+                match req.body_mut().read_to_end(&mut body) {
+                    Ok(_) => Response::new(Body::from(body)),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
+            "/stream" => {
+                let n = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("n="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(10u64);
+                let mut res = Response::new(Body::reader(Lines { next: 0, end: n }, None));
+                res.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                res
+            }
+            "/panic" => panic!("the /panic route panics on purpose"),
+            _ => error(StatusCode::NOT_FOUND, "no such route"),
+        }
+    }
+}
+
+/// A body produced piece by piece as the client takes it.
+struct Lines {
+    next: u64,
+    end: u64,
+}
+
+impl Read for Lines {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.next == self.end {
+            return Ok(0);
+        }
+        let line = format!("line {}\n", self.next);
+        if buf.len() < line.len() {
+            return Err(io::Error::other("buffer too small"));
+        }
+        self.next += 1;
+        buf[..line.len()].copy_from_slice(line.as_bytes());
+        Ok(line.len())
+    }
+}
+
+fn text(s: String) -> Response {
+    let mut res = Response::new(Body::from(s));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    res
+}
+
+fn error(status: StatusCode, why: &str) -> Response {
+    let mut res = text(format!("{why}\n"));
+    *res.status_mut() = status;
+    res
+}
+
+fn main() {
+    let result = Server::from_args().serve_with(|worker: WorkerInfo| {
+        if std::env::var_os("APP_FAIL_INIT").is_some() {
+            return Err(io::Error::other("APP_FAIL_INIT is set"));
+        }
+        Ok(App {
+            worker,
+            answered: 0,
+        })
+    });
+    if let Err(e) = result {
+        eprintln!("app: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,524 @@
+//! The core (issue 2): activation, readiness, idle exit, signals, worker
+//! supervision, flags.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn fake_activation_reports_ready_only_with_every_worker() {
+    let site = site();
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut p = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .args(["--workers", "3"])
+        .fd(l)
+        .names("web")
+        .notify()
+        .start();
+    let ready = p.ready();
+    // Counted at the moment READY=1 arrived: all three workers exist.
+    assert_eq!(p.workers().len(), 3, "workers at READY=1");
+    assert!(ready.contains("STATUS=3 workers"), "{ready}");
+    let r = get(addr, "/hello.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello\n"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert!(
+        p.log.wait_for("listener=web", T),
+        "fd name in the log:\n{}",
+        p.log.text()
+    );
+}
+
+#[test]
+fn systemd_socket_activate_starts_it_on_the_first_connection() {
+    let site = site();
+    let notify = Notify::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut p = Launch::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=web"])
+        .args(["-E", &format!("NOTIFY_SOCKET={}", notify.path().display())])
+        .arg(spyglass().to_str().unwrap())
+        .arg(site.path().to_str().unwrap())
+        .args(["--workers", "2"])
+        .start();
+    p.notify = Some(notify);
+    assert!(
+        p.log.wait_for("Listening on", T),
+        "activator did not listen:\n{}",
+        p.log.text()
+    );
+    // The first connection makes systemd-socket-activate exec spyglass; it
+    // waits in the backlog and is answered.
+    let r = get(SocketAddr::from(([127, 0, 0, 1], port)), "/");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("spyglass test"));
+    p.ready();
+    assert!(p.log.wait_for("listener=web", T), "{}", p.log.text());
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn several_activated_sockets_tcp_and_unix() {
+    let site = site();
+    let tcp = tcp_listener();
+    let addr = tcp.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let unix = UnixListener::bind(&path).unwrap();
+    let mut p = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .args(["--workers", "1"])
+        .fd(tcp)
+        .fd(unix)
+        .names("web:admin")
+        .notify()
+        .start();
+    p.ready();
+    assert_eq!(get(addr, "/hello.txt").status, 200);
+    let mut u = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    u.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    u.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("hello\n"),
+        "{out}"
+    );
+    assert!(p.log.wait_for("listener=admin", T));
+    assert!(p.log.wait_for("peer=unix", T), "{}", p.log.text());
+}
+
+#[test]
+fn binds_its_own_sockets_with_a_large_backlog_and_no_idle_exit() {
+    let site = site();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.sock");
+    let mut p = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .args(["--workers", "1", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("unix:{}", path.display())])
+        .notify()
+        .start();
+    let ready = p.ready();
+    assert!(
+        !ready.contains("idle exit"),
+        "no idle exit when self-bound: {ready}"
+    );
+    assert_eq!(
+        get(SocketAddr::from(([127, 0, 0, 1], port)), "/").status,
+        200
+    );
+    let ss = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2)");
+    let line = String::from_utf8_lossy(&ss.stdout).into_owned();
+    let send_q: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(send_q.get(2), Some(&"4096"), "backlog shown by ss: {line}");
+    assert!(path.exists());
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).and_then(|s| s.code()), Some(0));
+    assert!(!path.exists(), "the socket file we created is removed");
+}
+
+#[test]
+fn idle_exit_sends_stopping_and_exits_zero() {
+    let mut r = running(&["--workers", "2", "--idle-timeout", "1s"]);
+    let status = r
+        .proc
+        .notified("idle exit in", T)
+        .expect("STATUS with idle countdown");
+    assert!(
+        status.contains("STATUS=2 workers, 0 requests served, 0 in flight"),
+        "{status}"
+    );
+    let last = Instant::now();
+    assert_eq!(get(r.addr, "/").status, 200);
+    let stopping = r.proc.notified("STOPPING=1", T).expect("STOPPING=1");
+    assert!(
+        last.elapsed() >= Duration::from_millis(950),
+        "exited {:?} after the last request",
+        last.elapsed()
+    );
+    assert!(stopping.contains("idle"), "{stopping}");
+    assert_eq!(r.proc.wait_exit(T).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn idle_exits_lose_no_connection() {
+    // The test plays systemd: it owns the listening socket, starts spyglass
+    // on it when a connection waits, and again after every idle exit.
+    let site = site();
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let requests = 150;
+    let client = std::thread::spawn(move || {
+        let mut answered = 0;
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..requests {
+            // Random gaps around the 150 ms idle timeout, so that many
+            // requests land while an instance is exiting.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            std::thread::sleep(Duration::from_millis(seed % 300));
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.write_all(
+                format!("GET /hello.txt?{i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200 OK") && out.ends_with("hello\n") {
+                answered += 1;
+            }
+        }
+        answered
+    });
+    let mut starts = 0;
+    while !client.is_finished() {
+        // Start an instance only when a connection is waiting, like systemd.
+        let mut pfd = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&listener),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut pfd, 50u16).unwrap_or(0) == 0 {
+            continue;
+        }
+        let mut p = Launch::spyglass()
+            .arg(site.path().to_str().unwrap())
+            .args([
+                "--workers",
+                "2",
+                "--idle-timeout",
+                "150ms",
+                "--access-log",
+                "off",
+            ])
+            .fd(listener.try_clone().unwrap())
+            .notify()
+            .start();
+        starts += 1;
+        let status = p
+            .wait_exit(Duration::from_secs(30))
+            .expect("instance exits when idle");
+        assert_eq!(status.code(), Some(0), "{}", p.log.text());
+        assert!(
+            p.notified("STOPPING=1", Duration::ZERO).is_some(),
+            "STOPPING=1 before exit"
+        );
+    }
+    let answered = client.join().unwrap();
+    assert_eq!(
+        answered, requests,
+        "every request answered across {starts} activations"
+    );
+    assert!(
+        starts >= 20,
+        "only {starts} activations; the test should span many exits"
+    );
+}
+
+#[test]
+fn term_lets_a_request_in_flight_finish() {
+    let mut r = running(&["--workers", "1"]);
+    let mut c = Client::connect(r.addr);
+    // The 100 Continue proves the worker has the request in hand before
+    // the signal is sent.
+    c.send(
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(c.response().map(|r| r.status), Some(100));
+    c.send(b"12345");
+    r.proc.signal(Signal::SIGTERM);
+    r.proc.notified("STOPPING=1", T).expect("STOPPING=1");
+    c.send(b"67890");
+    let res = c.response().expect("the in-flight request is answered");
+    assert_eq!((res.status, res.text().as_str()), (200, "hello\n"));
+    assert_eq!(res.header("connection"), Some("close"));
+    assert_eq!(r.proc.wait_exit(T).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn int_stops_at_once() {
+    let mut r = running(&["--workers", "2"]);
+    let mut c = Client::connect(r.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(c.response().map(|r| r.status), Some(100));
+    r.proc.signal(Signal::SIGINT);
+    assert_eq!(r.proc.wait_exit(T).and_then(|s| s.code()), Some(0));
+    assert!(r.proc.notified("STOPPING=1", Duration::ZERO).is_some());
+    assert!(c.response().is_none(), "the unfinished request is dropped");
+}
+
+#[test]
+fn a_killed_worker_is_replaced() {
+    let r = running(&["--workers", "2"]);
+    let before = r.proc.workers();
+    assert_eq!(before.len(), 2);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0]), Signal::SIGKILL).unwrap();
+    assert!(
+        wait_until(T, || {
+            let now = r.proc.workers();
+            now.len() == 2 && !now.contains(&before[0])
+        }),
+        "no replacement: {:?}",
+        r.proc.workers()
+    );
+    assert!(
+        r.proc.log.wait_for("worker died: killed by SIGKILL", T),
+        "{}",
+        r.proc.log.text()
+    );
+    for _ in 0..20 {
+        assert_eq!(get(r.addr, "/hello.txt").status, 200);
+    }
+}
+
+#[test]
+fn a_killed_master_leaves_no_worker() {
+    let mut r = running(&["--workers", "3"]);
+    let workers = r.proc.workers();
+    assert_eq!(workers.len(), 3);
+    r.proc.signal(Signal::SIGKILL);
+    r.proc.wait_exit(T);
+    let t = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(1), || workers
+            .iter()
+            .all(|w| !alive(*w))),
+        "workers left after 1 s: {:?}",
+        workers.iter().filter(|w| alive(**w)).collect::<Vec<_>>()
+    );
+    eprintln!("workers gone {:?} after the master", t.elapsed());
+}
+
+#[test]
+fn a_connected_socket_is_refused_with_a_clear_error() {
+    let l = tcp_listener();
+    let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (server_side, _) = l.accept().unwrap();
+    let site = site();
+    let mut p = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .fd(server_side)
+        .names("web")
+        .start();
+    let status = p.wait_exit(T).expect("exits");
+    assert_ne!(status.code(), Some(0));
+    let log = p.log.text();
+    assert!(
+        log.contains("fd 3") && log.contains("'web'") && log.contains("connected socket"),
+        "{log}"
+    );
+    drop(client);
+}
+
+#[test]
+fn a_failing_worker_init_stops_the_server() {
+    let l = tcp_listener();
+    let mut p = Launch::new(example("app"))
+        .args(["--workers", "2"])
+        .env("APP_FAIL_INIT", "1")
+        .fd(l)
+        .notify()
+        .start();
+    let status = p.wait_exit(T).expect("stops instead of respawning");
+    assert_eq!(status.code(), Some(1));
+    let log = p.log.text();
+    assert!(log.contains("APP_FAIL_INIT is set"), "{log}");
+    assert!(log.contains("failed to boot"), "{log}");
+    assert!(
+        p.log.count("worker failed to boot") <= 4,
+        "no respawn storm:\n{log}"
+    );
+    assert!(
+        p.notified("READY=1", Duration::ZERO).is_none(),
+        "never ready"
+    );
+    assert!(
+        p.notified("STOPPING=1", Duration::ZERO).is_some(),
+        "STOPPING=1 before exit"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line_naming_the_flag() {
+    /// Arguments, environment, and what the error line must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&["--workers", "0"], &[], "--workers"),
+        (&["--workers", "many"], &[], "--workers"),
+        (&["--idle-timeout", "soon"], &[], "--idle-timeout"),
+        (&["--graceful-timeout", "0"], &[], "--graceful-timeout"),
+        (&["--listen", "nowhere"], &[], "--listen"),
+        (&["--max-body", "lots"], &[], "--max-body"),
+        (&["--access-log", "maybe"], &[], "--access-log"),
+        (&["--log-target", "syslog"], &[], "--log-target"),
+        (&["--no-such-flag"], &[], "--no-such-flag"),
+        (&[], &[("SPYGLASS_IDLE_TIMEOUT", "soon")], "--idle-timeout"),
+        (&[], &[("SPYGLASS_WORKERS", "-1")], "--workers"),
+        (&["/no/such/dir"], &[], "/no/such/dir"),
+    ];
+    for (args, env, flag) in cases {
+        let mut cmd = Command::new(spyglass());
+        cmd.args(*args).stdin(Stdio::null());
+        for (k, v) in *env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "one line for {args:?} {env:?}: {err}"
+        );
+        assert!(err.contains(flag), "{args:?} {env:?} names {flag}: {err}");
+    }
+    let ok = Command::new(spyglass()).arg("--help").output().unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("SPYGLASS_IDLE_TIMEOUT"));
+}
+
+#[test]
+fn environment_sets_flags() {
+    let mut r = {
+        let site = site();
+        let l = tcp_listener();
+        let addr = l.local_addr().unwrap();
+        let mut proc = Launch::spyglass()
+            .env("SPYGLASS_ROOT", site.path().to_str().unwrap())
+            .env("SPYGLASS_WORKERS", "3")
+            .env("SPYGLASS_IDLE_TIMEOUT", "1s")
+            .fd(l)
+            .notify()
+            .start();
+        proc.ready();
+        Running { proc, addr, site }
+    };
+    assert_eq!(r.proc.workers().len(), 3);
+    assert_eq!(get(r.addr, "/hello.txt").status, 200);
+    assert!(
+        r.proc.notified("STOPPING=1", T).is_some(),
+        "idle timeout from the environment"
+    );
+}
+
+#[test]
+fn ttin_and_ttou_change_the_worker_count() {
+    let mut r = running(&["--workers", "2"]);
+    r.proc.signal(Signal::SIGTTIN);
+    assert!(
+        wait_until(T, || r.proc.workers().len() == 3),
+        "{:?}",
+        r.proc.workers()
+    );
+    // Signals of one kind coalesce: send the next only once the first acted.
+    r.proc.signal(Signal::SIGTTOU);
+    assert!(
+        wait_until(T, || r.proc.workers().len() == 2),
+        "{:?}",
+        r.proc.workers()
+    );
+    r.proc.signal(Signal::SIGTTOU);
+    assert!(
+        wait_until(T, || r.proc.workers().len() == 1),
+        "{:?}",
+        r.proc.workers()
+    );
+    assert_eq!(get(r.addr, "/").status, 200);
+    assert!(r.proc.notified("STATUS=1 workers", T).is_some());
+}
+
+#[test]
+fn hup_reloads_in_place_without_losing_a_request() {
+    let mut r = running(&["--workers", "2"]);
+    let old = r.proc.workers();
+    let addr = r.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let client = std::thread::spawn(move || {
+        let (mut ok, mut total) = (0, 0);
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            total += 1;
+            let mut c = Client::connect(addr);
+            c.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            if c.response().is_some_and(|r| r.status == 200) {
+                ok += 1;
+            }
+        }
+        (ok, total)
+    });
+    r.proc.signal(Signal::SIGHUP);
+    r.proc.notified("RELOADING=1", T).expect("RELOADING=1");
+    r.proc.notify.as_mut().unwrap().seen.clear();
+    r.proc.ready();
+    assert!(
+        wait_until(T, || {
+            let now = r.proc.workers();
+            now.len() == 2 && now.iter().all(|w| !old.contains(w))
+        }),
+        "old workers retired, new ones serve: {old:?} -> {:?}",
+        r.proc.workers()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, total) = client.join().unwrap();
+    assert_eq!(ok, total, "requests during the reload");
+    assert!(total > 0);
+    assert!(!r.proc.exited(), "same master pid");
+    assert_eq!(get(r.addr, "/hello.txt").status, 200);
+}
+
+#[test]
+fn access_events_carry_fields() {
+    let r = running(&["--workers", "1"]);
+    assert_eq!(get(r.addr, "/missing").status, 404);
+    assert!(
+        r.proc.log.wait_for("status=404", T),
+        "{}",
+        r.proc.log.text()
+    );
+    let log = r.proc.log.text();
+    let line = log.lines().find(|l| l.contains("status=404")).unwrap();
+    for field in [
+        "method=\"GET\"",
+        "path=\"/missing\"",
+        "bytes=",
+        "duration_us=",
+        "worker=",
+        "peer=127.0.0.1:",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    let quiet = running(&["--workers", "1", "--access-log", "off"]);
+    assert_eq!(get(quiet.addr, "/missing").status, 404);
+    assert_eq!(get(quiet.addr, "/").status, 200);
+    assert!(
+        !quiet.proc.log.text().contains("status="),
+        "{}",
+        quiet.proc.log.text()
+    );
+}

@@ -1,0 +1,579 @@
+//! Test support: run the real binaries under a fake activator, read their
+//! sd_notify messages and logs, and speak raw HTTP to them.
+//!
+//! Everything waits on events (a datagram, a log line, a response, a pid's
+//! exit) with a deadline; nothing sleeps to synchronise.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `spyglass` binary under test.
+pub fn spyglass() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_spyglass"))
+}
+
+/// An example binary (`cargo test` builds them; build it if missing).
+pub fn example(name: &str) -> PathBuf {
+    let bin = spyglass();
+    let path = bin.parent().unwrap().join("examples").join(name);
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build --example");
+        assert!(status.success(), "building example {name}");
+    }
+    path
+}
+
+/// Poll `cond` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A directory of test files, removed when dropped.
+pub fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("index.html"), "<h1>spyglass test</h1>\n").unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello\n").unwrap();
+    dir
+}
+
+/// A listener on a free loopback port.
+pub fn tcp_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind")
+}
+
+/// The receiving end of `NOTIFY_SOCKET`.
+pub struct Notify {
+    sock: UnixDatagram,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+    pub seen: Vec<String>,
+}
+
+impl Notify {
+    pub fn new() -> Notify {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        Notify {
+            sock,
+            path,
+            _dir: dir,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Wait for a message containing `what` (e.g. "READY=1"); returns it.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration) -> Option<String> {
+        if let Some(m) = self.seen.iter().find(|m| m.contains(what)) {
+            return Some(m.clone());
+        }
+        let end = Instant::now() + timeout;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            // What has arrived already counts even with a zero timeout.
+            let left = end.saturating_duration_since(Instant::now());
+            self.sock.set_nonblocking(left.is_zero()).unwrap();
+            if !left.is_zero() {
+                self.sock.set_read_timeout(Some(left)).unwrap();
+            }
+            match self.sock.recv(&mut buf) {
+                Ok(n) => {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    self.seen.push(m.clone());
+                    if m.contains(what) {
+                        return Some(m);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Lines a child wrote to stderr, gathered by a thread.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<String>, Condvar)>);
+
+impl Log {
+    fn collect(self, stream: impl Read + Send + 'static) {
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stream);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                let (m, cv) = &*self.0;
+                m.lock().unwrap().push_str(&line);
+                cv.notify_all();
+                line.clear();
+            }
+        });
+    }
+
+    pub fn text(&self) -> String {
+        self.0.0.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `what`.
+    pub fn wait_for(&self, what: &str, timeout: Duration) -> bool {
+        let (m, cv) = &*self.0;
+        let end = Instant::now() + timeout;
+        let mut text = m.lock().unwrap();
+        loop {
+            if text.contains(what) {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            text = cv.wait_timeout(text, left).unwrap().0;
+        }
+    }
+
+    pub fn count(&self, what: &str) -> usize {
+        self.text().matches(what).count()
+    }
+}
+
+/// How to start a server under test.
+pub struct Launch {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    fds: Vec<OwnedFd>,
+    names: Option<String>,
+    notify: bool,
+}
+
+impl Launch {
+    pub fn new(program: impl Into<PathBuf>) -> Launch {
+        Launch {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            fds: Vec::new(),
+            names: None,
+            notify: false,
+        }
+    }
+
+    pub fn spyglass() -> Launch {
+        Launch::new(spyglass())
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Launch {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Launch {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Launch {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Pass this socket as an activated fd (fd 3, then 4), like systemd.
+    pub fn fd(mut self, fd: impl Into<OwnedFd>) -> Launch {
+        self.fds.push(fd.into());
+        assert!(self.fds.len() <= 2, "the shim passes at most two fds");
+        self
+    }
+
+    /// `LISTEN_FDNAMES`.
+    pub fn names(mut self, n: &str) -> Launch {
+        self.names = Some(n.into());
+        self
+    }
+
+    /// Give it a `NOTIFY_SOCKET`.
+    pub fn notify(mut self) -> Launch {
+        self.notify = true;
+        self
+    }
+
+    pub fn start(self) -> Proc {
+        let notify = self.notify.then(Notify::new);
+        let n = self.fds.len();
+        let mut cmd = if n == 0 {
+            Command::new(&self.program)
+        } else {
+            // The fake activator: the sockets arrive as stdin (and stdout);
+            // the shell moves them to 3 (and 4), sets LISTEN_FDS and
+            // LISTEN_PID to its own pid, and execs the server in place, so
+            // LISTEN_PID is the server's pid, as systemd guarantees.
+            let moves = if n == 1 {
+                "exec 3<&0 0</dev/null"
+            } else {
+                "exec 3<&0 4<&1 0</dev/null 1>/dev/null"
+            };
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(format!(
+                    r#"{moves}; export LISTEN_FDS={n} LISTEN_PID=$$; exec "$0" "$@""#
+                ))
+                .arg(&self.program);
+            c
+        };
+        cmd.args(&self.args);
+        let mut fds = self.fds.into_iter();
+        match fds.next() {
+            Some(fd) => cmd.stdin(Stdio::from(fd)),
+            None => cmd.stdin(Stdio::null()),
+        };
+        match fds.next() {
+            Some(fd) => cmd.stdout(Stdio::from(fd)),
+            None => cmd.stdout(Stdio::null()),
+        };
+        cmd.stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if let Some(names) = &self.names {
+            cmd.env("LISTEN_FDNAMES", names);
+        }
+        if let Some(n) = &notify {
+            cmd.env("NOTIFY_SOCKET", n.path());
+        }
+        let mut child = cmd.spawn().expect("spawn server");
+        let log = Log::default();
+        log.clone().collect(child.stderr.take().unwrap());
+        Proc {
+            pid: child.id() as i32,
+            child,
+            notify,
+            log,
+            status: None,
+        }
+    }
+}
+
+/// A running server process.
+pub struct Proc {
+    pub pid: i32,
+    child: Child,
+    pub notify: Option<Notify>,
+    pub log: Log,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Wait for READY=1; panics with the log if it does not come.
+    pub fn ready(&mut self) -> String {
+        let log = self.log.clone();
+        let n = self.notify.as_mut().expect("started with .notify()");
+        match n.wait_for("READY=1", Duration::from_secs(20)) {
+            Some(m) => m,
+            None => panic!("no READY=1; log:\n{}", log.text()),
+        }
+    }
+
+    /// Wait for a notification containing `what`.
+    pub fn notified(&mut self, what: &str, timeout: Duration) -> Option<String> {
+        self.notify
+            .as_mut()
+            .expect("notify")
+            .wait_for(what, timeout)
+    }
+
+    /// The pid's children (the workers), from /proc.
+    pub fn workers(&self) -> Vec<i32> {
+        children(self.pid)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig).expect("kill");
+    }
+
+    /// Wait for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            let child = &mut self.child;
+            let mut got = None;
+            wait_until(timeout, || {
+                got = child.try_wait().ok().flatten();
+                got.is_some()
+            });
+            self.status = got;
+        }
+        self.status
+    }
+
+    pub fn exited(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status.is_some()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if !self.exited() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Child pids of `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] = state, fields[1] = ppid
+        if fields.get(1).and_then(|f| f.parse::<i32>().ok()) == Some(pid) && fields[0] != "Z" {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A client connection that reads responses one by one.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).expect("send");
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16384];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// Read one response to a request with `method`; None on EOF.
+    pub fn response_to(&mut self, method: &str) -> Option<Response> {
+        let (status, headers, used) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            if let Ok(httparse::Status::Complete(n)) = r.parse(&self.buf) {
+                let headers = r
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                break (r.code.unwrap(), headers, n);
+            }
+            if !self.fill() {
+                return None;
+            }
+        };
+        self.buf.drain(..used);
+        let mut res = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if (100..200).contains(&status) {
+            return Some(res);
+        }
+        if method == "HEAD" || status == 204 || status == 304 {
+            return Some(res);
+        }
+        if res
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                let line_end = loop {
+                    if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break p;
+                    }
+                    if !self.fill() {
+                        return None;
+                    }
+                };
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&self.buf[..line_end]).unwrap().trim(),
+                    16,
+                )
+                .unwrap();
+                self.buf.drain(..line_end + 2);
+                while self.buf.len() < size + 2 {
+                    if !self.fill() {
+                        return None;
+                    }
+                }
+                res.body.extend_from_slice(&self.buf[..size]);
+                self.buf.drain(..size + 2);
+                if size == 0 {
+                    return Some(res);
+                }
+            }
+        } else if let Some(len) = res
+            .header("content-length")
+            .map(|v| v.parse::<usize>().unwrap())
+        {
+            while self.buf.len() < len {
+                if !self.fill() {
+                    return None;
+                }
+            }
+            res.body = self.buf.drain(..len).collect();
+        } else {
+            while self.fill() {}
+            res.body = std::mem::take(&mut self.buf);
+        }
+        Some(res)
+    }
+
+    pub fn response(&mut self) -> Option<Response> {
+        self.response_to("GET")
+    }
+
+    /// True once the server has closed the connection (EOF, or reset).
+    pub fn closed(&mut self) -> bool {
+        !self.fill()
+    }
+}
+
+/// One request on a new connection.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    let mut c = Client::connect(addr);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
+    c.response().expect("a response")
+}
+
+/// Raw bytes in, everything the server sends until it closes, out.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A spyglass serving a test site on a socket it is handed (fake
+/// activation), ready.
+pub struct Running {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub site: tempfile::TempDir,
+}
+
+pub fn running(extra: &[&str]) -> Running {
+    let site = site();
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut proc = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .args(extra.iter().copied())
+        .fd(l)
+        .notify()
+        .start();
+    proc.ready();
+    Running { proc, addr, site }
+}
+
+/// An example app on a handed socket, ready.
+pub fn running_example(name: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut proc = Launch::new(example(name))
+        .args(extra.iter().copied())
+        .fd(l)
+        .notify()
+        .start();
+    proc.ready();
+    (proc, addr)
+}
