@@ -8,15 +8,22 @@
 //! - `/echo`       the request body back, whatever its framing
 //! - `/stream?n=N` N lines, produced as the client reads them (chunked)
 //! - `/panic`      the handler panics: the client gets 500, the worker lives
+//! - `/later?ms=N` answered after N ms by a pending response: the worker
+//!   serves other clients meanwhile
+//! - `/redirect`   an internal redirect: answered as `/` would be
 //!
 //! Set `APP_FAIL_INIT=1` to make the per-worker init fail: the server then
 //! stops with that error rather than respawning workers in a loop.
 
 use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
-use spyglass::http::StatusCode;
+use nix::errno::Errno;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use spyglass::http::header::{CONTENT_TYPE, HeaderValue};
-use spyglass::{Body, Handler, Request, Response, Server, WorkerInfo};
+use spyglass::http::{StatusCode, Uri};
+use spyglass::{Body, Handler, InternalRedirect, Pending, Request, Response, Server, WorkerInfo};
 
 /// Per-worker state: built after the fork, so each worker has its own.
 struct App {
@@ -52,8 +59,69 @@ impl Handler for App {
                 res
             }
             "/panic" => panic!("the /panic route panics on purpose"),
+            "/later" => {
+                let ms = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("ms="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(100u64);
+                match Later::after(Duration::from_millis(ms)) {
+                    Ok(later) => Response::new(Body::pending(later)),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
+            "/redirect" => {
+                let mut res = Response::new(Body::empty());
+                res.extensions_mut().insert(InternalRedirect {
+                    uri: Uri::from_static("/"),
+                    headers: req.headers().clone(),
+                });
+                res
+            }
             _ => error(StatusCode::NOT_FOUND, "no such route"),
         }
+    }
+}
+
+/// A response that is ready when a timer fires: the worker waits on the
+/// timer's descriptor in its event loop instead of sleeping.
+struct Later {
+    timer: TimerFd,
+    started: Instant,
+}
+
+impl Later {
+    fn after(delay: Duration) -> io::Result<Later> {
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        timer.set(
+            Expiration::OneShot(delay.into()),
+            TimerSetTimeFlags::empty(),
+        )?;
+        Ok(Later {
+            timer,
+            started: Instant::now(),
+        })
+    }
+}
+
+impl Pending for Later {
+    fn poll(&mut self) -> io::Result<Option<Response>> {
+        match self.timer.wait() {
+            Ok(()) => Ok(Some(text(format!(
+                "answered after {} ms\n",
+                self.started.elapsed().as_millis()
+            )))),
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.timer.as_fd()
     }
 }
 

@@ -22,7 +22,9 @@ use nix::sys::socket::{Shutdown, shutdown};
 
 use crate::buffers::{BodyStore, InBuf};
 use crate::config::HttpConfig;
-use crate::handler::{Body, ConnInfo, Handler, Request, RequestBody, Response};
+use crate::handler::{
+    Body, BodyKind, ConnInfo, Handler, InternalRedirect, Pending, Request, RequestBody, Response,
+};
 use crate::request::{self, ChunkedDecoder, Framing as BodyFraming, Head, Limits, Parsed};
 use crate::response::{self, DateCache, Flush, Output, Plan};
 use crate::scoreboard::WorkerSlot;
@@ -56,6 +58,8 @@ pub enum Wants {
 /// reads meanwhile.
 const LINGER_MS: u64 = 2000;
 const LINGER_BYTES: usize = 1 << 20;
+/// Internal redirects followed for one request at most.
+const MAX_REDIRECTS: u8 = 10;
 
 enum State {
     /// Waiting for the first byte of a request.
@@ -64,6 +68,8 @@ enum State {
     Head,
     /// Receiving a request body.
     Body(Box<Incoming>),
+    /// The handler answered with a response still to come.
+    Waiting(Box<dyn Pending>, u8),
     /// Writing a response.
     Sending,
     /// Response sent and our side shut down; draining the client's input so
@@ -90,6 +96,12 @@ enum Failure {
     Timeout,
     Panic,
     Storage(io::Error),
+    /// A pending response failed (a CGI script without a valid head).
+    BadGateway(io::Error),
+    /// A pending response did not come in time.
+    GatewayTimeout,
+    /// Internal redirects went round too often.
+    RedirectLoop,
 }
 
 impl Failure {
@@ -105,7 +117,11 @@ impl Failure {
             Failure::Codec(E::UnknownVersion) => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Failure::Codec(E::Expectation) => StatusCode::EXPECTATION_FAILED,
             Failure::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Failure::Panic | Failure::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Failure::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Panic | Failure::Storage(_) | Failure::RedirectLoop => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
@@ -161,9 +177,12 @@ impl Conn {
         self.sock.as_fd()
     }
 
-    /// The response stream's descriptor, while one is being sent.
+    /// The descriptor a pending response or a response stream waits on.
     pub fn source_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.out.source_fd()
+        match &self.state {
+            State::Waiting(p, _) => Some(p.fd()),
+            _ => self.out.source_fd(),
+        }
     }
 
     /// Work is in progress: a new connection's first request, or any
@@ -173,7 +192,7 @@ impl Conn {
     pub fn busy(&self) -> bool {
         match self.state {
             State::Idle => self.served == 0,
-            State::Head | State::Body(_) | State::Sending => true,
+            State::Head | State::Body(_) | State::Waiting(..) | State::Sending => true,
             State::Linger => false,
         }
     }
@@ -184,6 +203,7 @@ impl Conn {
             let step = match self.state {
                 State::Idle | State::Head => self.read_head(ctx),
                 State::Body(_) => self.read_body(ctx),
+                State::Waiting(..) => self.poll_pending(ctx),
                 State::Sending => self.send(ctx),
                 State::Linger => self.linger(),
             };
@@ -202,6 +222,10 @@ impl Conn {
                 self.fail(Failure::Timeout, ctx);
                 self.drive(ctx)
             }
+            State::Waiting(..) => {
+                self.fail(Failure::GatewayTimeout, ctx);
+                self.drive(ctx)
+            }
             State::Sending | State::Linger => Wants::Close,
         }
     }
@@ -213,7 +237,7 @@ impl Conn {
         match self.state {
             State::Idle => self.served > 0,
             State::Linger => true,
-            State::Head | State::Body(_) | State::Sending => false,
+            State::Head | State::Body(_) | State::Waiting(..) | State::Sending => false,
         }
     }
 
@@ -366,11 +390,37 @@ impl Conn {
         *req.version_mut() = version;
         *req.headers_mut() = headers;
         req.extensions_mut().insert(self.info.clone());
+        self.call(req, 0, ctx)
+    }
+
+    /// Call the handler; a panic becomes a 500.
+    fn call(&mut self, req: Request, hops: u8, ctx: &mut Ctx<'_>) -> Step {
         let handler = &mut *ctx.handler;
-        let res = match catch_unwind(AssertUnwindSafe(|| handler.call(req))) {
-            Ok(res) => res,
-            Err(_) => return self.fail(Failure::Panic, ctx),
-        };
+        match catch_unwind(AssertUnwindSafe(|| handler.call(req))) {
+            Ok(res) => self.answer(res, hops, ctx),
+            Err(_) => self.fail(Failure::Panic, ctx),
+        }
+    }
+
+    /// A response from the handler or a pending one: follow an internal
+    /// redirect, wait for a pending head, or start sending.
+    fn answer(&mut self, mut res: Response, hops: u8, ctx: &mut Ctx<'_>) -> Step {
+        if let Some(redirect) = res.extensions_mut().remove::<InternalRedirect>() {
+            if hops >= MAX_REDIRECTS {
+                return self.fail(Failure::RedirectLoop, ctx);
+            }
+            let mut req = Request::new(RequestBody::empty());
+            *req.uri_mut() = redirect.uri;
+            *req.headers_mut() = redirect.headers;
+            if let Some(x) = &self.exchange {
+                *req.version_mut() = x.version;
+                if x.head_only {
+                    *req.method_mut() = Method::HEAD;
+                }
+            }
+            req.extensions_mut().insert(self.info.clone());
+            return self.call(req, hops + 1, ctx);
+        }
         if res.status().is_informational() {
             tracing::error!(
                 status = res.status().as_u16(),
@@ -378,8 +428,32 @@ impl Conn {
             );
             return self.fail(Failure::Panic, ctx);
         }
-        self.respond(res, ctx);
+        let (parts, body) = res.into_parts();
+        match body.kind {
+            BodyKind::Pending(p) => {
+                self.deadline = p.deadline().map_or(u64::MAX, |d| {
+                    ctx.now_ms + d.saturating_duration_since(Instant::now()).as_millis() as u64
+                });
+                self.state = State::Waiting(p, hops);
+            }
+            kind => self.respond(Response::from_parts(parts, Body { kind }), ctx),
+        }
         Step::Again
+    }
+
+    fn poll_pending(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        let State::Waiting(p, hops) = &mut self.state else {
+            unreachable!()
+        };
+        let hops = *hops;
+        match p.poll() {
+            Ok(Some(res)) => {
+                self.state = State::Sending;
+                self.answer(res, hops, ctx)
+            }
+            Ok(None) => Step::Wait(Wants::Source),
+            Err(e) => self.fail(Failure::BadGateway(e), ctx),
+        }
     }
 
     /// Queue a response (from the handler or an error) and start sending.
@@ -437,13 +511,29 @@ impl Conn {
             Failure::Codec(e) => {
                 tracing::debug!(worker = ctx.pid, peer = %self.info.peer, reason = ?e, "bad request")
             }
+            Failure::BadGateway(e) => {
+                tracing::error!(worker = ctx.pid, error = %e, "bad gateway")
+            }
+            Failure::GatewayTimeout => {
+                tracing::error!(worker = ctx.pid, "the response did not come in time")
+            }
+            Failure::RedirectLoop => {
+                tracing::error!(worker = ctx.pid, "too many internal redirects")
+            }
             Failure::Timeout => {}
         }
         // After a codec error or a timeout the framing of what follows is
-        // unknown (or the body unread): never reuse the connection. A panic
-        // happens after the whole request was read, so the next one may come.
-        self.keep_alive = matches!(why, Failure::Panic) && self.keep_alive && !ctx.stopping;
-        self.linger_on_close = !matches!(why, Failure::Panic);
+        // unknown (or the body unread): never reuse the connection. Errors
+        // after the whole request was read leave the next one readable.
+        let request_read = matches!(
+            why,
+            Failure::Panic
+                | Failure::BadGateway(_)
+                | Failure::GatewayTimeout
+                | Failure::RedirectLoop
+        );
+        self.keep_alive = request_read && self.keep_alive && !ctx.stopping;
+        self.linger_on_close = !request_read;
         self.out.clear();
         self.state = State::Sending;
         let mut res = Response::new(Body::from(format!(

@@ -186,6 +186,36 @@ pub trait Source {
     }
 }
 
+/// A response whose head is not known yet: a CGI script that has not
+/// printed its headers, say. Return it as `Response::new(Body::pending(p))`;
+/// the engine serves other connections until [`Pending::fd`] turns
+/// readable, then calls [`Pending::poll`], and sends the response it yields
+/// in place of the one that carried it. Past [`Pending::deadline`] the
+/// engine answers 504 and drops it; an error from `poll` answers 502.
+pub trait Pending {
+    /// Make progress; `Ok(Some(response))` once the head is known.
+    fn poll(&mut self) -> io::Result<Option<Response>>;
+
+    /// A descriptor that turns readable when `poll` can make progress.
+    fn fd(&self) -> BorrowedFd<'_>;
+
+    /// When to give up.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// Put this in a response's extensions to have the engine answer instead
+/// with what the handler returns for a `GET` of `uri` (a CGI local
+/// redirect, RFC 3875 §6.2.2). At most 10 hops; more is a 500.
+#[derive(Clone, Debug)]
+pub struct InternalRedirect {
+    /// Where to: a path and query.
+    pub uri: http::Uri,
+    /// The headers of the new request.
+    pub headers: http::HeaderMap,
+}
+
 struct ReadSource<R>(R);
 
 impl<R: Read> Source for ReadSource<R> {
@@ -228,6 +258,8 @@ pub(crate) enum BodyKind {
     Parts(VecDeque<Part>, u64),
     /// Produced on demand; length known or not.
     Stream(Box<dyn Source>, Option<u64>),
+    /// The whole response is still to come.
+    Pending(Box<dyn Pending>),
 }
 
 impl Body {
@@ -278,11 +310,19 @@ impl Body {
         }
     }
 
+    /// A response still to come; see [`Pending`].
+    pub fn pending(p: impl Pending + 'static) -> Body {
+        Body {
+            kind: BodyKind::Pending(Box::new(p)),
+        }
+    }
+
     /// The length, when known before sending.
     pub fn len(&self) -> Option<u64> {
         match &self.kind {
             BodyKind::Parts(_, n) => Some(*n),
             BodyKind::Stream(_, n) => *n,
+            BodyKind::Pending(_) => None,
         }
     }
 
@@ -303,6 +343,7 @@ impl fmt::Debug for Body {
         match &self.kind {
             BodyKind::Parts(p, n) => write!(f, "Body({} parts, {n} bytes)", p.len()),
             BodyKind::Stream(_, n) => write!(f, "Body(stream, {n:?} bytes)"),
+            BodyKind::Pending(_) => f.write_str("Body(pending)"),
         }
     }
 }

@@ -44,7 +44,8 @@ mod sys;
 mod worker;
 
 pub use handler::{
-    Body, ConnInfo, Handler, Part, Peer, Request, RequestBody, Response, Source, WorkerInfo,
+    Body, ConnInfo, Handler, InternalRedirect, Part, Peer, Pending, Request, RequestBody, Response,
+    Source, WorkerInfo,
 };
 pub use server::{Error, Server};
 

@@ -227,6 +227,9 @@ impl Output {
                 self.parts = parts;
                 self.part_off = 0;
             }
+            // The engine resolves pending bodies before sending; one that
+            // reaches the writer sends nothing.
+            BodyKind::Pending(_) => {}
             BodyKind::Stream(src, len) => {
                 self.stream = Some(Stream {
                     src,
