@@ -11,6 +11,7 @@
 //! - `/later?ms=N` answered after N ms by a pending response: the worker
 //!   serves other clients meanwhile
 //! - `/redirect`   an internal redirect: answered as `/` would be
+//! - `/framing`    tries to set framing headers itself; the engine drops them
 //!
 //! Set `APP_FAIL_INIT=1` to make the per-worker init fail: the server then
 //! stops with that error rather than respawning workers in a loop.
@@ -70,6 +71,19 @@ impl Handler for App {
                     Ok(later) => Response::new(Body::pending(later)),
                     Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
+            }
+            "/framing" => {
+                let mut res = text("framed by the engine\n".into());
+                for (name, value) in [
+                    ("content-length", "999"),
+                    ("transfer-encoding", "gzip"),
+                    ("connection", "upgrade"),
+                    ("date", "yesterday"),
+                ] {
+                    res.headers_mut()
+                        .insert(name, HeaderValue::from_static(value));
+                }
+                res
             }
             "/redirect" => {
                 let mut res = Response::new(Body::empty());

@@ -20,19 +20,27 @@ pub fn spyglass() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_spyglass"))
 }
 
-/// An example binary (`cargo test` builds them; build it if missing).
+/// An example binary, built once per test run (`cargo test --test it`
+/// alone would not rebuild examples, and a stale one would test old code).
 pub fn example(name: &str) -> PathBuf {
     let bin = spyglass();
     let path = bin.parent().unwrap().join("examples").join(name);
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let profile = if bin.parent().unwrap().ends_with("release") {
+            vec!["--release"]
+        } else {
+            vec![]
+        };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", name])
+            .args(["build", "--quiet", "--example", name])
+            .args(profile)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo build --example");
         assert!(status.success(), "building example {name}");
+        built.push(name.to_owned());
     }
     path
 }
@@ -87,6 +95,11 @@ impl Notify {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Forget what has been seen: the next wait matches new messages only.
+    pub fn clear(&mut self) {
+        self.seen.clear();
     }
 
     /// Wait for a message containing `what` (e.g. "READY=1"); returns it.
