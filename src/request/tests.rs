@@ -364,3 +364,91 @@ fn chunk_lines_are_bounded() {
         Result::Err(Error::Malformed("chunk line too long"))
     );
 }
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const SEEDS: &[&[u8]] = &[
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+    b"PUT /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+    b"GET http://h/p HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+];
+
+/// Mutations that matter for framing: line ends, separators, digits.
+const ALPHABET: &[u8] = b"\r\n :,;\t0123456789aAzZ-/\x00\x7f\xff";
+
+#[test]
+fn random_heads_never_panic_and_prefixes_are_partial() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..20_000 {
+        let mut input = SEEDS[rng.below(SEEDS.len())].to_vec();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(input.len() + 1);
+            match rng.below(3) {
+                0 => input.insert(at, ALPHABET[rng.below(ALPHABET.len())]),
+                1 if at < input.len() => {
+                    input.remove(at);
+                }
+                _ if at < input.len() => input[at] = ALPHABET[rng.below(ALPHABET.len())],
+                _ => {}
+            }
+        }
+        if let Result::Ok(Parsed::Complete(_, n)) = parse_head(&input, &LIMITS) {
+            assert!(n <= input.len());
+            for cut in 0..n {
+                let got = parse_head(&input[..cut], &LIMITS);
+                assert!(
+                    matches!(got, Result::Ok(Parsed::Partial)),
+                    "{:?} cut at {cut}: {got:?}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn random_chunkings_round_trip() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for _ in 0..2_000 {
+        let data: Vec<u8> = (0..rng.below(600)).map(|_| rng.next() as u8).collect();
+        let mut wire = Vec::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let take = 1 + rng.below(rest.len().min(200));
+            let size = if rng.below(2) == 0 { format!("{take:x}") } else { format!("{take:X}") };
+            wire.extend_from_slice(size.as_bytes());
+            if rng.below(4) == 0 {
+                wire.extend_from_slice(b";x=\"y\"");
+            }
+            wire.extend_from_slice(b"\r\n");
+            wire.extend_from_slice(&rest[..take]);
+            wire.extend_from_slice(b"\r\n");
+            rest = &rest[take..];
+        }
+        wire.extend_from_slice(b"0\r\n\r\nNEXT");
+        let mut d = ChunkedDecoder::new(1 << 20, 1 << 20);
+        let mut out = Vec::new();
+        let mut used = 0;
+        // Feed in random pieces.
+        while !d.is_done() {
+            let piece = (1 + rng.below(50)).min(wire.len() - used);
+            used += d.decode(&wire[used..used + piece], &mut |b| out.extend_from_slice(b)).unwrap();
+        }
+        assert_eq!(out, data);
+        assert_eq!(&wire[used..], b"NEXT", "stops at the end of the body");
+    }
+}
