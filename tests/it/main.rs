@@ -1,0 +1,4 @@
+//! spyglass's single integration-test binary (`cargo test --test it`).
+
+mod sdbox;
+mod systemd;
