@@ -347,6 +347,7 @@ fn a_failing_worker_init_stops_the_server() {
         .start();
     let status = p.wait_exit(T).expect("stops instead of respawning");
     assert_eq!(status.code(), Some(1));
+    assert!(p.log.wait_for("app: worker", T), "{}", p.log.text());
     let log = p.log.text();
     assert!(log.contains("APP_FAIL_INIT is set"), "{log}");
     assert!(log.contains("failed to boot"), "{log}");
@@ -513,9 +514,12 @@ fn access_events_carry_fields() {
     ] {
         assert!(line.contains(field), "{field} in {line}");
     }
-    let quiet = running(&["--workers", "1", "--access-log", "off"]);
+    let mut quiet = running(&["--workers", "1", "--access-log", "off"]);
     assert_eq!(get(quiet.addr, "/missing").status, 404);
     assert_eq!(get(quiet.addr, "/").status, 200);
+    // Everything the server logged is in once its last line is.
+    quiet.proc.signal(Signal::SIGTERM);
+    assert!(quiet.proc.log.wait_for("stopped", T), "{}", quiet.proc.log.text());
     assert!(
         !quiet.proc.log.text().contains("status="),
         "{}",

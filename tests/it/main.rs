@@ -1,8 +1,11 @@
 //! The integration suite: one binary, every test against the real
-//! `spyglass` binary (or an example app built on the library).
+//! `spyglass` binary (or an example app built on the library), including
+//! under real systemd booted in namespaces (`sdbox`, `systemd`).
 
 mod support;
 
 mod core;
 mod http;
+mod sdbox;
+mod systemd;
 mod units;
