@@ -8,4 +8,5 @@ mod core;
 mod http;
 mod sdbox;
 mod systemd;
+mod under_systemd;
 mod units;
