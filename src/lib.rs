@@ -20,10 +20,12 @@
 //! sockets; `master` supervises workers and speaks to systemd through
 //! [`notify`]; `worker` runs the event loop; `conn` drives one connection
 //! through the [`request`] codec, the handler and the `response` writer.
+//! The `spyglass` binary's handlers: [`static_files`], [`cgi`].
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod buffers;
+pub mod cgi;
 pub mod cli;
 pub mod config;
 mod conn;

@@ -109,7 +109,6 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<SockaddrS
 /// its parent-death signal, so that a worker that dies does not leave it
 /// running (the kernel ties that to the forking thread: spawn from the
 /// worker's own thread, as its event loop does).
-#[allow(dead_code)] // for the CGI handler
 pub fn exec_clean(cmd: &mut Command) {
     // Asked here, not in the child: only async-signal-safe calls belong there.
     let last_signal = libc::SIGRTMAX();
@@ -169,7 +168,6 @@ pub fn exec_clean(cmd: &mut Command) {
 /// pidfd_open(2): a descriptor (close-on-exec) that turns readable when the
 /// child `pid` exits, so that an event loop can wait for the exit without
 /// blocking or a SIGCHLD handler.
-#[allow(dead_code)] // for the CGI handler
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and a flags word, no pointers; it
     // returns a new descriptor or -1.
