@@ -20,10 +20,13 @@
 //! sockets; `master` supervises workers and speaks to systemd through
 //! [`notify`]; `worker` runs the event loop; `conn` drives one connection
 //! through the [`request`] codec, the handler and the `response` writer.
+//! The `spyglass` binary's handlers: [`static_files`], [`cgi`], and the
+//! [`site`] that routes between them.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod buffers;
+pub mod cgi;
 pub mod cli;
 pub mod config;
 mod conn;
@@ -38,6 +41,7 @@ mod response;
 mod scoreboard;
 mod server;
 pub mod signals;
+pub mod site;
 pub mod static_files;
 #[allow(unsafe_code)]
 mod sys;

@@ -1,9 +1,11 @@
 //! The `spyglass` binary: command line in, static files (and CGI scripts)
 //! served, exit code out. Thin on purpose: the library does the work.
 
-use spyglass::cli::{self, Cli};
+use spyglass::Server;
+use spyglass::cgi::{Cgi, CgiOptions};
+use spyglass::cli::{self, Cli, SiteArgs};
+use spyglass::site::Site;
 use spyglass::static_files::StaticFiles;
-use spyglass::{Request, Server};
 
 fn main() {
     let cli: Cli = cli::parse_or_exit();
@@ -17,9 +19,28 @@ fn main() {
             cli.site.root.display()
         ));
     }
-    let site = StaticFiles::new(cli.site.root.clone());
-    if let Err(e) = Server::new(config).serve(move |req: Request| site.serve(&req)) {
+    let site = match site(&cli.site) {
+        Ok(s) => s,
+        Err(e) => cli::usage_error(&e),
+    };
+    if let Err(e) = Server::new(config).serve(site) {
         eprintln!("spyglass: {e}");
         std::process::exit(1);
     }
+}
+
+/// The handler the site flags describe.
+fn site(args: &SiteArgs) -> Result<Site, String> {
+    let mut site = Site::new(&args.root, StaticFiles::new(args.root.clone()));
+    for (prefix, dir) in &args.cgi {
+        let opts = CgiOptions {
+            timeout: args.cgi_timeout.0,
+            pass_authorization: args.cgi_pass_authorization,
+            document_root: args.root.clone(),
+        };
+        let cgi = Cgi::new(prefix, dir, opts)
+            .map_err(|e| format!("--cgi {prefix}={}: {e}", dir.display()))?;
+        site = site.cgi(cgi);
+    }
+    Ok(site)
 }

@@ -1,7 +1,7 @@
 //! The only file with `unsafe` code: fork, `_exit`, a shared anonymous
-//! mapping, `accept4` with the peer address, and the pre-exec reset of a CGI
-//! child. Each block carries its `// SAFETY:` argument; the crate root denies
-//! unsafe code everywhere else.
+//! mapping, `accept4` with the peer address, the pre-exec reset of a CGI
+//! child and the pidfd that watches its exit. Each block carries its
+//! `// SAFETY:` argument; the crate root denies unsafe code everywhere else.
 //!
 //! Everything here is a thin, typed wrapper; policy (what to do after fork,
 //! what to share) lives with the callers.
@@ -101,26 +101,84 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<SockaddrS
 
 /// Prepare a command so that its child starts clean: an empty signal mask
 /// (ours blocks the signals the worker reads through signalfd, and `Command`
-/// would pass that mask on), default dispositions, and a process group of
-/// its own so that a timeout can kill the script and everything it started.
-#[allow(dead_code)] // for the CGI handler
+/// would pass that mask on), every signal at its default disposition (an
+/// ignored signal stays ignored across exec), no descriptor but 0, 1 and 2
+/// (ours are all close-on-exec, but whatever our own parent left open
+/// without the flag would pass on), a process group of its own so that a
+/// timeout can kill the script and everything it started, and SIGKILL as
+/// its parent-death signal, so that a worker that dies does not leave it
+/// running (the kernel ties that to the forking thread: spawn from the
+/// worker's own thread, as its event loop does).
 pub fn exec_clean(cmd: &mut Command) {
+    // Asked here, not in the child: only async-signal-safe calls belong there.
+    let last_signal = libc::SIGRTMAX();
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: sysconf takes no pointers.
+    let max_fd = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as i32;
     // SAFETY: the closure runs in the child between fork and exec and only
-    // calls async-signal-safe functions (sigprocmask, signal, setpgid); it
-    // allocates nothing and takes no locks.
+    // makes system calls (sigprocmask, rt_sigaction, close_range, fcntl,
+    // setpgid, prctl, getppid), all async-signal-safe; it allocates nothing
+    // and takes no locks. rt_sigaction reads 32 bytes of `dfl` (the kernel's
+    // sigaction: handler, flags, restorer, an 8-byte mask) and writes
+    // nothing. Marking descriptors close-on-exec rather than closing them
+    // keeps the pipe that `Command` uses to report a failed exec (itself
+    // close-on-exec) working.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(io::Error::from)?;
-            for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
-                libc::signal(sig, libc::SIG_DFL);
+            // The raw system call, not signal(3): the C library refuses to
+            // touch the real-time signals it reserves, yet a parent may have
+            // left them ignored. An all-zero kernel sigaction is SIG_DFL
+            // with no flags and an empty mask. SIGKILL and SIGSTOP fail
+            // harmlessly.
+            let dfl = [0u64; 4];
+            for sig in 1..=last_signal {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
+            let flag = libc::CLOSE_RANGE_CLOEXEC as libc::c_uint;
+            if libc::syscall(libc::SYS_close_range, 3u32, libc::c_uint::MAX, flag) != 0 {
+                // Before Linux 5.11: one descriptor at a time.
+                for fd in 3..max_fd {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
             }
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Killed if the worker dies (killed while stuck, say); checked
+            // after arming, in case it died before.
+            let kill = libc::SIGKILL as libc::c_ulong;
+            if libc::prctl(libc::PR_SET_PDEATHSIG, kill, 0, 0, 0) != 0 || libc::getppid() != parent
+            {
+                // No allocation here: a raw errno (the parent is gone).
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
             Ok(())
         });
     }
+}
+
+/// pidfd_open(2): a descriptor (close-on-exec) that turns readable when the
+/// child `pid` exits, so that an event loop can wait for the exit without
+/// blocking or a SIGCHLD handler.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and a flags word, no pointers; it
+    // returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(io::Error::other)?;
+    // SAFETY: the kernel just returned this descriptor, which nothing else
+    // owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Take ownership of a descriptor that our own previous image left open

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod cgi;
 mod core;
 mod http;
 mod sdbox;

@@ -590,3 +590,151 @@ pub fn running_example(name: &str, extra: &[&str]) -> (Proc, SocketAddr) {
     proc.ready();
     (proc, addr)
 }
+
+impl Client {
+    /// Read only the head of the next response (for a body read piece by
+    /// piece with [`Client::chunk`]).
+    pub fn head(&mut self) -> Option<Response> {
+        loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            if let Ok(httparse::Status::Complete(n)) = r.parse(&self.buf) {
+                let res = Response {
+                    status: r.code.unwrap(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    body: Vec::new(),
+                };
+                self.buf.drain(..n);
+                return Some(res);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Read the next chunk of a chunked body as it arrives; `Some(empty)`
+    /// for the last chunk, None if the connection ends first.
+    pub fn chunk(&mut self) -> Option<Vec<u8>> {
+        let line_end = loop {
+            if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                break p;
+            }
+            if !self.fill() {
+                return None;
+            }
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).ok()?.trim(), 16)
+                .ok()?;
+        self.buf.drain(..line_end + 2);
+        let need = if size == 0 { 2 } else { size + 2 };
+        while self.buf.len() < need {
+            if !self.fill() {
+                return None;
+            }
+        }
+        let data = self.buf[..size].to_vec();
+        self.buf.drain(..need);
+        Some(data)
+    }
+}
+
+/// Write an executable file `name` into `dir`.
+///
+/// A helper process writes it, not this one: a test process forks all the
+/// time (every test starts servers), and a child forked while this process
+/// held the file open for writing would keep it so until its exec, making
+/// the server's exec of the script fail with ETXTBSY.
+pub fn executable(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut sh = Command::new("/bin/sh")
+        .args(["-c", r#"cat > "$1" && chmod 755 "$1""#, "sh"])
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    sh.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(sh.wait().unwrap().success(), "writing {}", path.display());
+    path
+}
+
+/// Write an executable POSIX sh script `name` into `dir`.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    executable(dir, name, &format!("#!/bin/sh\n{body}"))
+}
+
+/// A spyglass serving a test site whose `cgi-bin/` holds `scripts` (name,
+/// sh body), mounted with `--cgi /cgi-bin=ROOT/cgi-bin`, ready.
+pub fn running_cgi(scripts: &[(&str, &str)], extra: &[&str]) -> Running {
+    let site = site();
+    let cgi = site.path().join("cgi-bin");
+    std::fs::create_dir(&cgi).unwrap();
+    for (name, body) in scripts {
+        script(&cgi, name, body);
+    }
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut proc = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .arg("--cgi")
+        .arg(format!("/cgi-bin={}", cgi.display()))
+        .args(extra.iter().copied())
+        .fd(l)
+        .notify()
+        .start();
+    proc.ready();
+    Running { proc, addr, site }
+}
+
+/// Open a FIFO for writing once its reader (a script) has opened it;
+/// None if no reader comes within `timeout`.
+pub fn fifo_writer(path: &Path, timeout: Duration) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = None;
+    wait_until(timeout, || {
+        // Without a reader, a non-blocking open for writing fails (ENXIO).
+        file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .ok();
+        file.is_some()
+    });
+    file
+}
+
+/// Processes whose process group is `pgid` (zombies excluded), from /proc.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        // fields[0] = state, [1] = ppid, [2] = pgrp
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            out.push(p);
+        }
+    }
+    out
+}
