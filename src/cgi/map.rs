@@ -27,16 +27,16 @@ use nix::unistd::{AccessFlags, access};
 pub struct Target {
     /// The script's absolute path (symlinks resolved).
     pub file: PathBuf,
-    /// The URL path up to and including the script, as sent, with empty
-    /// and `.` segments dropped.
+    /// The URL path up to and including the script, percent-decoded (RFC
+    /// 3875 §4.1.13: "not URL-encoded"), with empty and `.` segments
+    /// dropped.
     pub script_name: String,
     /// The rest of the URL path, percent-decoded.
     pub path_info: Vec<u8>,
 }
 
 /// One segment of the URL path.
-struct Segment<'a> {
-    raw: &'a str,
+struct Segment {
     decoded: Vec<u8>,
     /// Where the raw segment ends in the path.
     end: usize,
@@ -44,7 +44,7 @@ struct Segment<'a> {
 
 /// The URL path's segments as sent (empty and `.` ones dropped), each
 /// decoded; `None` if one is unsafe.
-fn segments(path: &str) -> Option<Vec<Segment<'_>>> {
+fn segments(path: &str) -> Option<Vec<Segment>> {
     let mut out = Vec::new();
     let mut start = 0;
     for raw in path.split('/') {
@@ -60,7 +60,7 @@ fn segments(path: &str) -> Option<Vec<Segment<'_>>> {
         if decoded == b"." {
             continue;
         }
-        out.push(Segment { raw, decoded, end });
+        out.push(Segment { decoded, end });
     }
     Some(out)
 }
@@ -124,7 +124,7 @@ pub fn resolve(dir: &Path, prefix: &[String], path: &str) -> Result<Target, Stat
         let mut script_name = String::new();
         for s in &segs[..=k] {
             script_name.push('/');
-            script_name.push_str(s.raw);
+            script_name.push_str(&String::from_utf8_lossy(&s.decoded));
         }
         let path_info = percent_encoding::percent_decode_str(&path[seg.end..]).collect();
         return Ok(Target {
@@ -222,10 +222,10 @@ mod tests {
         assert_eq!(t.script_name, "/cgi-bin/sub/deep.sh");
         assert_eq!(t.path_info, b"/a b//c/");
         let t = resolve(&dir, &prefix(), "//cgi-bin/./run%2esh").unwrap();
-        assert_eq!(t.script_name, "/cgi-bin/run%2esh");
+        assert_eq!(t.script_name, "/cgi-bin/run.sh");
         assert_eq!(t.path_info, b"");
         let t = resolve(&dir, &prefix(), "/cgi%2Dbin/run.sh/").unwrap();
-        assert_eq!(t.script_name, "/cgi%2Dbin/run.sh");
+        assert_eq!(t.script_name, "/cgi-bin/run.sh");
         assert_eq!(t.path_info, b"/");
         // A symlink that stays inside is followed; its target runs.
         let t = resolve(&dir, &prefix(), "/cgi-bin/inner.sh").unwrap();

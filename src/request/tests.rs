@@ -429,7 +429,11 @@ fn random_chunkings_round_trip() {
         let mut rest = &data[..];
         while !rest.is_empty() {
             let take = 1 + rng.below(rest.len().min(200));
-            let size = if rng.below(2) == 0 { format!("{take:x}") } else { format!("{take:X}") };
+            let size = if rng.below(2) == 0 {
+                format!("{take:x}")
+            } else {
+                format!("{take:X}")
+            };
             wire.extend_from_slice(size.as_bytes());
             if rng.below(4) == 0 {
                 wire.extend_from_slice(b";x=\"y\"");
@@ -446,7 +450,9 @@ fn random_chunkings_round_trip() {
         // Feed in random pieces.
         while !d.is_done() {
             let piece = (1 + rng.below(50)).min(wire.len() - used);
-            used += d.decode(&wire[used..used + piece], &mut |b| out.extend_from_slice(b)).unwrap();
+            used += d
+                .decode(&wire[used..used + piece], &mut |b| out.extend_from_slice(b))
+                .unwrap();
         }
         assert_eq!(out, data);
         assert_eq!(&wire[used..], b"NEXT", "stops at the end of the body");

@@ -514,12 +514,16 @@ fn access_events_carry_fields() {
     ] {
         assert!(line.contains(field), "{field} in {line}");
     }
-    let mut quiet = running(&["--workers", "1", "--access-log", "off"]);
+    let quiet = running(&["--workers", "1", "--access-log", "off"]);
     assert_eq!(get(quiet.addr, "/missing").status, 404);
     assert_eq!(get(quiet.addr, "/").status, 200);
     // Everything the server logged is in once its last line is.
     quiet.proc.signal(Signal::SIGTERM);
-    assert!(quiet.proc.log.wait_for("stopped", T), "{}", quiet.proc.log.text());
+    assert!(
+        quiet.proc.log.wait_for("stopped", T),
+        "{}",
+        quiet.proc.log.text()
+    );
     assert!(
         !quiet.proc.log.text().contains("status="),
         "{}",

@@ -33,15 +33,23 @@ fn boot(env: &[(&str, &str)]) -> Option<Spy> {
     let service = std::fs::read_to_string(root.join("spyglass.service")).unwrap();
     let exec = "ExecStart=/usr/local/bin/spyglass /srv/www";
     assert!(service.contains(exec), "the shipped ExecStart= changed");
-    let mut extra: String = env.iter().map(|(k, v)| format!("Environment={k}={v}\n")).collect();
+    let mut extra: String = env
+        .iter()
+        .map(|(k, v)| format!("Environment={k}={v}\n"))
+        .collect();
     extra.push_str("\n[Install]");
     let service = service
-        .replace(exec, "ExecStart=/run/spyglass-test/spyglass /run/spyglass-test/site")
+        .replace(
+            exec,
+            "ExecStart=/run/spyglass-test/spyglass /run/spyglass-test/site",
+        )
         .replacen("\n[Install]", &format!("\n{extra}"), 1);
     let sd = boot_or_skip(&[("spyglass.socket", socket), ("spyglass.service", service)])?;
     let site = site();
-    sd.stage(&spyglass(), "/run/spyglass-test/spyglass").expect("stage binary");
-    sd.stage(site.path(), "/run/spyglass-test/site").expect("stage site");
+    sd.stage(&spyglass(), "/run/spyglass-test/spyglass")
+        .expect("stage binary");
+    sd.stage(site.path(), "/run/spyglass-test/site")
+        .expect("stage site");
     Some(Spy { sd, _site: site })
 }
 
@@ -55,8 +63,10 @@ impl Spy {
     fn request(&self, path: &str) -> Option<(u16, String)> {
         let mut s = self.sd.connect_tcp(SocketAddr::from(ADDR)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n").as_bytes())
-            .ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         let (head, body) = out.split_once("\r\n\r\n")?;
@@ -83,7 +93,12 @@ impl Spy {
         ]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| l.strip_prefix("/proc/")?.strip_suffix("/status")?.parse().ok())
+            .filter_map(|l| {
+                l.strip_prefix("/proc/")?
+                    .strip_suffix("/status")?
+                    .parse()
+                    .ok()
+            })
             .collect()
     }
 
@@ -114,20 +129,40 @@ fn activation_status_journal_and_idle_exit() {
     assert_eq!(spy.show("SubState"), "running");
     let main = spy.main_pid();
     let comm = spy.sd.exec(&["cat", &format!("/proc/{main}/comm")]);
-    assert_eq!(String::from_utf8_lossy(&comm.stdout).trim(), "spyglass", "MainPID is the master");
-    assert!(poll_until(T, || spy.workers().len() == 2), "workers {:?}", spy.workers());
+    assert_eq!(
+        String::from_utf8_lossy(&comm.stdout).trim(),
+        "spyglass",
+        "MainPID is the master"
+    );
+    assert!(
+        poll_until(T, || spy.workers().len() == 2),
+        "workers {:?}",
+        spy.workers()
+    );
     let status = spy.show("StatusText");
     assert!(status.starts_with("2 workers, "), "StatusText={status}");
 
     // 3. The journal holds the access event, found by field.
-    assert_eq!(spy.request("/missing"), Some((404, "404 Not Found\n".into())));
+    assert_eq!(
+        spy.request("/missing"),
+        Some((404, "404 Not Found\n".into()))
+    );
     assert!(
-        poll_until(T, || spy.journal(&["F_STATUS=404", "F_PATH=/missing", "-o", "cat"]).contains("/missing")),
+        poll_until(T, || spy
+            .journal(&["F_STATUS=404", "F_PATH=/missing", "-o", "cat"])
+            .contains("/missing")),
         "{}",
         spy.journal(&["-o", "verbose", "-n", "20"])
     );
     let verbose = spy.journal(&["F_STATUS=200", "-o", "verbose"]);
-    for field in ["F_METHOD=GET", "F_PATH=/hello.txt", "F_BYTES=6", "F_DURATION_US=", "F_WORKER=", "F_PEER=127.0.0.1:"] {
+    for field in [
+        "F_METHOD=GET",
+        "F_PATH=/hello.txt",
+        "F_BYTES=6",
+        "F_DURATION_US=",
+        "F_WORKER=",
+        "F_PEER=127.0.0.1:",
+    ] {
         assert!(verbose.contains(field), "{field} in:\n{verbose}");
     }
 
@@ -136,10 +171,16 @@ fn activation_status_journal_and_idle_exit() {
     assert!(spy.wait_inactive(), "still {}", spy.show("ActiveState"));
     assert_eq!(spy.show("Result"), "success");
     assert_eq!(spy.sd.show("spyglass.socket", "SubState"), "listening");
-    assert!(spy.journal(&["-o", "cat"]).contains("stopping gracefully: idle for 2s"));
+    assert!(
+        spy.journal(&["-o", "cat"])
+            .contains("stopping gracefully: idle for 2s")
+    );
     assert_eq!(spy.request("/hello.txt").map(|r| r.0), Some(200));
     let second = spy.main_pid();
-    assert!(second != 0 && second != main, "new MainPID: {main} -> {second}");
+    assert!(
+        second != 0 && second != main,
+        "new MainPID: {main} -> {second}"
+    );
 }
 
 #[test]
@@ -176,7 +217,10 @@ fn zero_loss_across_many_idle_exits() {
         let n = journal.matches(&format!("\"GET /probe/{i}\"")).count();
         assert_eq!(n, 1, "access events for request {i}");
     }
-    let exits = spy.journal(&["-o", "cat"]).matches("stopping gracefully: idle").count();
+    let exits = spy
+        .journal(&["-o", "cat"])
+        .matches("stopping gracefully: idle")
+        .count();
     eprintln!("{requests} requests over {exits} idle exits, all answered and logged once");
     assert!(exits >= 20, "only {exits} exits");
     assert_eq!(spy.show("Result"), "success");
@@ -184,7 +228,9 @@ fn zero_loss_across_many_idle_exits() {
 
 #[test]
 fn stop_finishes_requests_in_flight_and_restart_loses_nothing() {
-    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else { return };
+    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else {
+        return;
+    };
     assert_eq!(spy.request("/").map(|r| r.0), Some(200));
     // Two requests in flight (each has its 100 Continue, so the server holds
     // it), then `systemctl stop`.
@@ -200,14 +246,23 @@ fn stop_finishes_requests_in_flight_and_restart_loses_nothing() {
             s
         })
         .collect();
-    let stop = spy.sd.systemctl(&["stop", "--no-block", "spyglass.service"]);
+    let stop = spy
+        .sd
+        .systemctl(&["stop", "--no-block", "spyglass.service"]);
     assert!(stop.status.success());
-    assert!(poll_until(T, || spy.show("ActiveState") == "deactivating"), "{}", spy.show("ActiveState"));
+    assert!(
+        poll_until(T, || spy.show("ActiveState") == "deactivating"),
+        "{}",
+        spy.show("ActiveState")
+    );
     for s in &mut inflight {
         s.write_all(b"body").unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200 OK") && out.ends_with("hello\n"), "{out}");
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK") && out.ends_with("hello\n"),
+            "{out}"
+        );
         assert!(out.contains("Connection: close"), "{out}");
     }
     assert!(spy.wait_inactive());
@@ -243,7 +298,9 @@ fn stop_finishes_requests_in_flight_and_restart_loses_nothing() {
 
 #[test]
 fn a_killed_worker_is_replaced_and_the_service_stays_active() {
-    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else { return };
+    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else {
+        return;
+    };
     assert_eq!(spy.request("/").map(|r| r.0), Some(200));
     assert!(poll_until(T, || spy.workers().len() == 2));
     let before = spy.workers();
@@ -258,11 +315,18 @@ fn a_killed_worker_is_replaced_and_the_service_stays_active() {
         spy.workers()
     );
     assert_eq!(spy.show("ActiveState"), "active");
-    assert_eq!(spy.show("NRestarts"), "0", "the service itself did not restart");
+    assert_eq!(
+        spy.show("NRestarts"),
+        "0",
+        "the service itself did not restart"
+    );
     for _ in 0..10 {
         assert_eq!(spy.request("/hello.txt").map(|r| r.0), Some(200));
     }
-    assert!(spy.journal(&["-o", "cat"]).contains("worker died: killed by SIGKILL; replacing it"));
+    assert!(
+        spy.journal(&["-o", "cat"])
+            .contains("worker died: killed by SIGKILL; replacing it")
+    );
 }
 
 /// Cold start under real systemd, spyglass and a trivial stand-in, median of
@@ -279,7 +343,8 @@ fn coldstart_under_systemd() {
         assert!(spy.wait_inactive());
         let t = Instant::now();
         let mut s = spy.sd.connect_tcp(SocketAddr::from(ADDR)).unwrap();
-        s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut first = [0u8; 1];
         s.read_exact(&mut first).unwrap();
         samples.push(t.elapsed());
@@ -290,11 +355,15 @@ fn coldstart_under_systemd() {
     let spyglass_median = median(&mut samples);
     drop(spy);
 
-    let Some(sd) = boot_or_skip(&stand_in_units(18380)) else { return };
+    let Some(sd) = boot_or_skip(&stand_in_units(18380)) else {
+        return;
+    };
     let mut samples = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        let mut s = sd.connect_tcp(SocketAddr::from(([127, 0, 0, 1], 18380))).unwrap();
+        let mut s = sd
+            .connect_tcp(SocketAddr::from(([127, 0, 0, 1], 18380)))
+            .unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").unwrap();
         let mut first = [0u8; 1];
         s.read_exact(&mut first).unwrap();
