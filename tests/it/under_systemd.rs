@@ -28,9 +28,22 @@ struct Spy {
 /// Boot a box with the shipped units, the binary and a test site staged,
 /// and `env` appended as `Environment=` lines.
 fn boot(env: &[(&str, &str)]) -> Option<Spy> {
+    boot_with(env, true)
+}
+
+/// As [`boot`]; without the sandbox section when `sandbox` is false (to
+/// measure what the sandbox costs).
+fn boot_with(env: &[(&str, &str)], sandbox: bool) -> Option<Spy> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
     let socket = std::fs::read_to_string(root.join("spyglass.socket")).unwrap();
-    let service = std::fs::read_to_string(root.join("spyglass.service")).unwrap();
+    let mut service = std::fs::read_to_string(root.join("spyglass.service")).unwrap();
+    if !sandbox {
+        let (start, end) = (
+            service.find("# --- Sandbox").unwrap(),
+            service.find("[Install]").unwrap(),
+        );
+        service.replace_range(start..end, "");
+    }
     let exec = "ExecStart=/usr/local/bin/spyglass /srv/www";
     assert!(service.contains(exec), "the shipped ExecStart= changed");
     let mut extra: String = env
@@ -335,25 +348,28 @@ fn a_killed_worker_is_replaced_and_the_service_stays_active() {
 #[test]
 #[ignore = "a benchmark; run explicitly"]
 fn coldstart_under_systemd() {
-    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2"), ("SPYGLASS_ACCESS_LOG", "off")]) else {
-        return;
-    };
-    let mut samples = Vec::new();
-    for _ in 0..20 {
-        assert!(spy.wait_inactive());
-        let t = Instant::now();
-        let mut s = spy.sd.connect_tcp(SocketAddr::from(ADDR)).unwrap();
-        s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut first = [0u8; 1];
-        s.read_exact(&mut first).unwrap();
-        samples.push(t.elapsed());
-        let mut rest = Vec::new();
-        let _ = s.read_to_end(&mut rest);
-        spy.sd.systemctl(&["stop", "spyglass.service"]);
+    let mut medians = Vec::new();
+    for sandbox in [true, false] {
+        let env = [("SPYGLASS_WORKERS", "2"), ("SPYGLASS_ACCESS_LOG", "off")];
+        let Some(spy) = boot_with(&env, sandbox) else {
+            return;
+        };
+        let mut samples = Vec::new();
+        for _ in 0..20 {
+            assert!(spy.wait_inactive());
+            let t = Instant::now();
+            let mut s = spy.sd.connect_tcp(SocketAddr::from(ADDR)).unwrap();
+            s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut first = [0u8; 1];
+            s.read_exact(&mut first).unwrap();
+            samples.push(t.elapsed());
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+            spy.sd.systemctl(&["stop", "spyglass.service"]);
+        }
+        medians.push(median(&mut samples));
     }
-    let spyglass_median = median(&mut samples);
-    drop(spy);
 
     let Some(sd) = boot_or_skip(&stand_in_units(18380)) else {
         return;
@@ -369,10 +385,17 @@ fn coldstart_under_systemd() {
         s.read_exact(&mut first).unwrap();
         samples.push(t.elapsed());
     }
-    let standin_median = median(&mut samples);
+    let standin = median(&mut samples);
     eprintln!("cold start under systemd, connect to first byte, median of 20:");
-    eprintln!("  spyglass (2 workers): {spyglass_median:?}");
-    eprintln!("  stand-in (sh, Accept=yes): {standin_median:?}");
+    eprintln!(
+        "  spyglass, shipped sandboxed unit (2 workers): {:?}",
+        medians[0]
+    );
+    eprintln!(
+        "  spyglass, the same unit without its sandbox:  {:?}",
+        medians[1]
+    );
+    eprintln!("  stand-in (sh per connection, Accept=yes):     {standin:?}");
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
