@@ -23,7 +23,7 @@ use crate::config::{
 #[derive(Args, Clone, Debug)]
 pub struct ServerArgs {
     /// Address to listen on when systemd passes no socket: HOST:PORT,
-    /// [V6]:PORT or unix:/PATH (repeatable).
+    /// `[::1]:PORT` or unix:/PATH (repeatable).
     #[arg(
         long,
         value_name = "ADDR",
@@ -226,8 +226,10 @@ pub struct SiteArgs {
     about = "A socket-activated, pre-forking HTTP/1.1 server"
 )]
 pub struct Cli {
+    /// What to serve.
     #[command(flatten)]
     pub site: SiteArgs,
+    /// How to serve it.
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -235,6 +237,7 @@ pub struct Cli {
 /// The command line of a library user's server: the shared flags only.
 #[derive(Parser, Clone, Debug)]
 pub struct AppCli {
+    /// The shared flags.
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -242,18 +245,26 @@ pub struct AppCli {
 /// `--log-target`.
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LogTargetArg {
+    /// journald when stderr is connected to it, else stderr.
     Auto,
+    /// The native journal protocol, with structured fields.
     Journald,
+    /// Text lines on stderr.
     Stderr,
 }
 
 /// `--log-level`.
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LogLevelArg {
+    /// Errors only.
     Error,
+    /// Warnings and errors.
     Warn,
+    /// Startup, stops, worker deaths and access events.
     Info,
+    /// More detail (worker boots, rejected requests).
     Debug,
+    /// Everything.
     Trace,
 }
 

@@ -23,6 +23,7 @@
 //! The `spyglass` binary's handlers: [`static_files`], [`cgi`], and the
 //! [`site`] that routes between them.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod buffers;

@@ -36,7 +36,9 @@ pub struct Listener {
 /// The local address of a listener.
 #[derive(Clone, Debug)]
 pub enum LocalAddr {
+    /// A TCP address (IPv4 or IPv6).
     Tcp(SocketAddr),
+    /// A Unix socket, with its path unless it is unnamed or abstract.
     Unix(Option<PathBuf>),
 }
 
@@ -68,6 +70,7 @@ impl AsFd for Listener {
 
 /// All listeners, and where they came from.
 pub struct Listeners {
+    /// In the order systemd passed them (or `--listen` named them).
     pub list: Vec<Listener>,
     /// True when systemd (or another activator) passed them.
     pub activated: bool,
@@ -79,9 +82,21 @@ pub struct Listeners {
 #[derive(Debug)]
 pub enum ListenError {
     /// A passed fd is unusable.
-    BadFd { fd: i32, name: String, why: String },
+    BadFd {
+        /// Its number.
+        fd: i32,
+        /// Its `LISTEN_FDNAMES` name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Binding an address failed.
-    Bind { addr: ListenAddr, err: io::Error },
+    Bind {
+        /// The address.
+        addr: ListenAddr,
+        /// Why.
+        err: io::Error,
+    },
 }
 
 impl fmt::Display for ListenError {

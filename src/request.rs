@@ -20,9 +20,13 @@ use http::{Method, Uri, Version};
 /// Codec limits (from [`crate::config::HttpConfig`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Longest request line (414 beyond).
     pub max_request_line: usize,
+    /// Longest head, request line included (431 beyond).
     pub max_head: usize,
+    /// Most header fields (431 beyond).
     pub max_headers: usize,
+    /// Largest body (413 beyond).
     pub max_body: u64,
 }
 
@@ -62,10 +66,15 @@ pub enum Framing {
 /// A parsed, validated request head.
 #[derive(Debug)]
 pub struct Head {
+    /// The method (case-sensitive; `get` is not `GET`).
     pub method: Method,
+    /// The request target (origin, absolute, authority or asterisk form).
     pub uri: Uri,
+    /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
+    /// The header fields, duplicates kept in order.
     pub headers: HeaderMap,
+    /// How the body is delimited.
     pub framing: Framing,
     /// The client wants the connection kept open after this exchange.
     pub keep_alive: bool,
