@@ -530,3 +530,40 @@ fn access_events_carry_fields() {
         quiet.proc.log.text()
     );
 }
+
+#[test]
+fn ipv6_sockets_activated_and_bound() {
+    let Ok(v6) = TcpListener::bind("[::1]:0") else {
+        panic!("IPv6 loopback is unavailable on this machine");
+    };
+    let addr = v6.local_addr().unwrap();
+    let site = site();
+    let mut p = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .args(["--workers", "1"])
+        .fd(v6)
+        .names("v6")
+        .notify()
+        .start();
+    p.ready();
+    let r = get(addr, "/hello.txt");
+    assert_eq!(r.status, 200);
+    assert!(p.log.wait_for("peer=[::1]:", T), "{}", p.log.text());
+    drop(p);
+
+    let port = TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut p = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .args(["--workers", "1", "--listen", &format!("[::1]:{port}")])
+        .notify()
+        .start();
+    p.ready();
+    assert_eq!(
+        get(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)), "/").status,
+        200
+    );
+}
