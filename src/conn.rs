@@ -27,7 +27,7 @@ use crate::handler::{
 };
 use crate::request::{self, ChunkedDecoder, Framing as BodyFraming, Head, Limits, Parsed};
 use crate::response::{self, DateCache, Flush, Output, Plan};
-use crate::scoreboard::WorkerSlot;
+use crate::scoreboard::{WorkerSlot, now_ms};
 
 /// What the worker shares with every connection for one call.
 pub struct Ctx<'a> {
@@ -431,9 +431,7 @@ impl Conn {
         let (parts, body) = res.into_parts();
         match body.kind {
             BodyKind::Pending(p) => {
-                self.deadline = p.deadline().map_or(u64::MAX, |d| {
-                    ctx.now_ms + d.saturating_duration_since(Instant::now()).as_millis() as u64
-                });
+                self.deadline = p.deadline().map_or(u64::MAX, deadline_ms);
                 self.state = State::Waiting(p, hops);
             }
             kind => self.respond(Response::from_parts(parts, Body { kind }), ctx),
@@ -558,9 +556,7 @@ impl Conn {
                 Step::Wait(Wants::Write)
             }
             Ok(Flush::WaitSource) => {
-                self.deadline = self.out.source_deadline().map_or(u64::MAX, |d| {
-                    ctx.now_ms + d.saturating_duration_since(Instant::now()).as_millis() as u64
-                });
+                self.deadline = self.out.source_deadline().map_or(u64::MAX, deadline_ms);
                 Step::Wait(Wants::Source)
             }
             Err(e) => {
@@ -655,6 +651,17 @@ impl Conn {
 enum Step {
     Again,
     Wait(Wants),
+}
+
+/// A source's deadline on the engine's millisecond clock, never earlier
+/// than the instant itself: the sweep must not expire a source that, by its
+/// own clock, still has time (the CGI log says "timed out" only past it).
+fn deadline_ms(d: Instant) -> u64 {
+    let (at, now) = (Instant::now(), now_ms());
+    // `now` is read after `at` and floored: it lags the true time by under
+    // 1 ms; rounding the rest up and adding that 1 ms covers both.
+    let left = d.saturating_duration_since(at);
+    now + ms(left) + u64::from(left.subsec_nanos() % 1_000_000 != 0) + 1
 }
 
 fn ms(d: std::time::Duration) -> u64 {
