@@ -17,7 +17,16 @@ fn main() {
             cli.site.root.display()
         ));
     }
-    let site = StaticFiles::new(cli.site.root.clone());
+    let site = match StaticFiles::new(&cli.site.root) {
+        Ok(s) => s
+            .show_hidden(cli.site.show_hidden)
+            .list_dirs(cli.site.list_dirs),
+        Err(e) => cli::usage_error(&format!("ROOT '{}': {e}", cli.site.root.display())),
+    };
+    let site = match site.cache_control(cli.site.cache_control.clone()) {
+        Ok(s) => s,
+        Err(e) => cli::usage_error(&format!("--cache-control: {e}")),
+    };
     if let Err(e) = Server::new(config).serve(move |req: Request| site.serve(&req)) {
         eprintln!("spyglass: {e}");
         std::process::exit(1);
