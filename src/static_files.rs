@@ -35,16 +35,17 @@ mod range;
 mod root;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::rc::Rc;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::handler::{Body, Handler, Request, Response};
+use crate::handler::{Body, ConnInfo, Handler, Request, Response};
 use conditional::{Validators, Verdict};
 use encoding::{Accept, Coding};
 use path::Reject;
@@ -74,7 +75,7 @@ pub struct StaticFiles {
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const BYTES: HeaderValue = HeaderValue::from_static("bytes");
-const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
 const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 /// Listings need no script, no frame and no remote resource.
@@ -136,7 +137,7 @@ impl StaticFiles {
             Err(Reject::Malformed) => return error(StatusCode::BAD_REQUEST),
             Err(Reject::Hidden) => return error(StatusCode::NOT_FOUND),
             Err(Reject::Traversal) => {
-                tracing::warn!(path = ?raw, "refused a path with a .. segment");
+                tracing::warn!(peer = %PeerOf(req), path = ?raw, "refused a path with a .. segment");
                 return error(StatusCode::NOT_FOUND);
             }
         };
@@ -151,9 +152,9 @@ impl StaticFiles {
             Err(OpenError::Denied) => match self.root.open(rel, Access::Stat).map(|p| p.metadata())
             {
                 Ok(Ok(meta)) if meta.is_dir() => (None, meta),
-                _ => return self.open_failed(OpenError::Denied, rel),
+                _ => return open_failed(req, OpenError::Denied, rel),
             },
-            Err(e) => return self.open_failed(e, rel),
+            Err(e) => return open_failed(req, e, rel),
         };
         let kind = meta.file_type();
         match file {
@@ -185,7 +186,7 @@ impl StaticFiles {
                 Err(e) => return internal(&index, &e),
             },
             Err(OpenError::NotFound) => {}
-            Err(e) => return self.open_failed(e, &index),
+            Err(e) => return open_failed(req, e, &index),
         }
         if !self.list_dirs {
             return error(StatusCode::NOT_FOUND);
@@ -214,7 +215,7 @@ impl StaticFiles {
         let content_type = content_type(rel);
         let (file, meta, coding, vary) = match headers.contains_key(header::ACCEPT_ENCODING) {
             false => (file, Cow::Borrowed(meta), None, false),
-            true => match self.negotiate(headers, rel) {
+            true => match self.negotiate(req, rel) {
                 (Some((f, m, c)), _) => (f, Cow::Owned(m), Some(c), true),
                 (None, vary) => (file, Cow::Borrowed(meta), None, vary),
             },
@@ -302,13 +303,9 @@ impl StaticFiles {
 
     /// The best precompressed sibling the client accepts, if any, and
     /// whether `rel` has a sibling at all (for `Vary`).
-    fn negotiate(
-        &self,
-        headers: &HeaderMap,
-        rel: &str,
-    ) -> (Option<(File, Metadata, Coding)>, bool) {
+    fn negotiate(&self, req: &Request, rel: &str) -> (Option<(File, Metadata, Coding)>, bool) {
         let accept = Accept::parse(
-            headers
+            req.headers()
                 .get_all(header::ACCEPT_ENCODING)
                 .iter()
                 .map(HeaderValue::as_bytes),
@@ -316,19 +313,25 @@ impl StaticFiles {
         let mut probed = Vec::with_capacity(2);
         for coding in accept.wanted() {
             probed.push(coding);
-            if let Some((file, meta)) = self.sibling(rel, coding, Access::Read) {
+            if let Some((file, meta)) = self.sibling(req, rel, coding, Access::Read) {
                 return (Some((file, meta, coding)), true);
             }
         }
         let exists = Coding::ALL
             .iter()
             .filter(|c| !probed.contains(c))
-            .any(|c| self.sibling(rel, *c, Access::Stat).is_some());
+            .any(|c| self.sibling(req, rel, *c, Access::Stat).is_some());
         (None, exists)
     }
 
     /// `rel.br` or `rel.gz`, if it is a regular file beneath the root.
-    fn sibling(&self, rel: &str, coding: Coding, how: Access) -> Option<(File, Metadata)> {
+    fn sibling(
+        &self,
+        req: &Request,
+        rel: &str,
+        coding: Coding,
+        how: Access,
+    ) -> Option<(File, Metadata)> {
         let mut path = String::with_capacity(rel.len() + 3);
         path.push_str(rel);
         path.push_str(coding.suffix());
@@ -338,27 +341,39 @@ impl StaticFiles {
                 meta.is_file().then_some((file, meta))
             }
             Err(OpenError::Escape) => {
-                tracing::warn!(path = ?path, "refused a sibling that leaves ROOT");
+                tracing::warn!(peer = %PeerOf(req), path = ?path, "refused a sibling that leaves ROOT");
                 None
             }
             Err(_) => None,
         }
     }
+}
 
-    /// The answer to a failed open, logged as it deserves.
-    fn open_failed(&self, e: OpenError, rel: &str) -> Response {
-        match e {
-            OpenError::NotFound => error(StatusCode::NOT_FOUND),
-            OpenError::Denied => error(StatusCode::FORBIDDEN),
-            OpenError::Escape => {
-                tracing::warn!(path = ?rel, "refused a path that leaves ROOT");
-                error(StatusCode::NOT_FOUND)
-            }
-            OpenError::Busy => {
-                tracing::error!(path = ?rel, "out of file descriptors");
-                error(StatusCode::SERVICE_UNAVAILABLE)
-            }
-            OpenError::Other(errno) => internal(rel, &io::Error::from(errno)),
+/// The answer to a failed open, logged as it deserves.
+fn open_failed(req: &Request, e: OpenError, rel: &str) -> Response {
+    match e {
+        OpenError::NotFound => error(StatusCode::NOT_FOUND),
+        OpenError::Denied => error(StatusCode::FORBIDDEN),
+        OpenError::Escape => {
+            tracing::warn!(peer = %PeerOf(req), path = ?rel, "refused a path that leaves ROOT");
+            error(StatusCode::NOT_FOUND)
+        }
+        OpenError::Busy => {
+            tracing::error!(path = ?rel, "out of file descriptors");
+            error(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        OpenError::Other(errno) => internal(rel, &io::Error::from(errno)),
+    }
+}
+
+/// The client of a request, for log fields (`-` when unknown).
+struct PeerOf<'a>(&'a Request);
+
+impl fmt::Display for PeerOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.extensions().get::<ConnInfo>() {
+            Some(info) => write!(f, "{}", info.peer),
+            None => f.write_str("-"),
         }
     }
 }
