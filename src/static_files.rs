@@ -148,10 +148,12 @@ impl StaticFiles {
                 Err(e) => return internal(rel, &e),
             },
             // A directory we may search but not read can still have a
-            // readable index.html.
+            // readable index.html; a device on a `nodev` mount is refused
+            // too, but it is no file of ours (404, not 403).
             Err(OpenError::Denied) => match self.root.open(rel, Access::Stat).map(|p| p.metadata())
             {
                 Ok(Ok(meta)) if meta.is_dir() => (None, meta),
+                Ok(Ok(meta)) if !meta.is_file() => return error(StatusCode::NOT_FOUND),
                 _ => return open_failed(req, OpenError::Denied, rel),
             },
             Err(e) => return open_failed(req, e, rel),

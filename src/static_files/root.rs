@@ -7,8 +7,9 @@
 //! `/proc` magic link, so there is no window between checking a path and
 //! opening it. Symlinks that stay inside the root resolve normally.
 //!
-//! Kernels before 5.6 (or sandboxes that hide the call) answer `ENOSYS`;
-//! then, and from then on, we canonicalise the path, check that the real
+//! Kernels before 5.6 answer `ENOSYS` (and the seccomp filters of some
+//! container runtimes `EPERM`, which a probe at start tells from a real
+//! refusal). Then, as strictly: canonicalise the path, check that the real
 //! path lies under the root's real path, open that real path with
 //! `O_NOFOLLOW`, and check the opened descriptor's path again through
 //! `/proc/self/fd`, which closes the race a rename could open in between.
@@ -79,8 +80,10 @@ pub struct Root {
     fd: OwnedFd,
     /// Its canonical path, for the fallback.
     real: PathBuf,
-    /// Whether openat2 is available (cleared on the first ENOSYS).
+    /// Whether openat2 is available (probed at start, cleared on ENOSYS).
     openat2: Cell<bool>,
+    /// Whether this process has said that it uses the fallback.
+    announced: Cell<bool>,
 }
 
 /// How often a resolution that lost a race with a rename is retried.
@@ -95,10 +98,22 @@ impl Root {
             Mode::empty(),
         )?;
         let real = std::fs::canonicalize(path)?;
+        // Probe once: a kernel before 5.6 answers ENOSYS, and the seccomp
+        // filters of older container runtimes answer EPERM for a call they
+        // do not know; either way every later open would fail.
+        let probe = OpenHow::new()
+            .flags(Access::Stat.flags())
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let usable = match openat2(fd.as_fd(), ".", probe) {
+            Ok(_) => true,
+            Err(Errno::ENOSYS | Errno::EPERM) => false,
+            Err(e) => return Err(e.into()),
+        };
         Ok(Root {
             fd,
             real,
-            openat2: Cell::new(true),
+            openat2: Cell::new(usable),
+            announced: Cell::new(false),
         })
     }
 
@@ -116,9 +131,6 @@ impl Root {
                     // concurrent rename; the walk may be retried.
                     Err(Errno::EAGAIN | Errno::EINTR) => continue,
                     Err(Errno::ENOSYS) => {
-                        tracing::warn!(
-                            "openat2 is unavailable; checking real paths under ROOT instead"
-                        );
                         self.openat2.set(false);
                         return self.open_checked(rel, how);
                     }
@@ -140,6 +152,11 @@ impl Root {
     /// The fallback: real path under the root's real path, opened without
     /// following a final symlink, and checked again once open.
     fn open_checked(&self, rel: &str, how: Access) -> Result<File, OpenError> {
+        if !self.announced.replace(true) {
+            // Said here, not at the probe: logging starts after the root
+            // is opened.
+            tracing::warn!("openat2 is unavailable; checking real paths under ROOT instead");
+        }
         let errno =
             |e: io::Error| OpenError::from_errno(Errno::from_raw(e.raw_os_error().unwrap_or(0)));
         let real = std::fs::canonicalize(self.real.join(rel)).map_err(errno)?;
@@ -160,6 +177,7 @@ impl Root {
     #[cfg(test)]
     pub fn without_openat2(self) -> Root {
         self.openat2.set(false);
+        self.announced.set(true);
         self
     }
 }

@@ -697,7 +697,21 @@ fn cache_control_flag_is_sent_and_validated() {
 
 #[test]
 fn special_files_are_404_and_never_block() {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
     let site = site_with_secret();
+    // A character device (/dev/null's numbers) needs CAP_MKNOD; without it
+    // a FIFO stands in.
+    let null = site.root.join("null");
+    if mknod(
+        &null,
+        SFlag::S_IFCHR,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+        makedev(1, 3),
+    )
+    .is_err()
+    {
+        nix::unistd::mkfifo(&null, Mode::S_IRWXU).unwrap();
+    }
     let (_p, addr) = serve(&site, &["--workers", "1"]);
     // One worker: were it stuck opening the FIFO, the next request on
     // the same connection would never be answered.
@@ -705,10 +719,13 @@ fn special_files_are_404_and_never_block() {
     c.send(
         b"GET /fifo HTTP/1.1\r\nHost: t\r\n\r\n\
           GET /sock HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /null HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /fifo/ HTTP/1.1\r\nHost: t\r\n\r\n\
           GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
     );
-    assert_eq!(c.response().unwrap().status, 404);
-    assert_eq!(c.response().unwrap().status, 404);
+    for what in ["fifo", "socket", "device", "fifo/"] {
+        assert_eq!(c.response().unwrap().status, 404, "{what}");
+    }
     assert_eq!(c.response().unwrap().text(), "hello\n");
 }
 
@@ -771,6 +788,14 @@ fn permission_denied_is_403() {
         mode(&site.root.join(d), 0o711);
     }
     mode(&site.root.join("hello.txt"), 0o644);
+    // A device the server may not open is still no file of ours: 404.
+    let device = nix::sys::stat::mknod(
+        &site.root.join("null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        nix::sys::stat::makedev(1, 3),
+    )
+    .is_ok();
     let (_p, addr) = serve_unprivileged(&site.root, &["--list-dirs"]);
     // The first request waits in the handed socket's backlog until a
     // worker is up: no READY needed.
@@ -780,6 +805,9 @@ fn permission_denied_is_403() {
     assert!(!r.text().contains("locked\n"));
     assert_eq!(get(addr, "/blind/").text(), "blind index\n");
     assert_eq!(get(addr, "/blind2/").status, 403);
+    if device {
+        assert_eq!(get(addr, "/null").status, 404);
+    }
 }
 
 /// Every way out we know of, as raw request bytes, against a default
