@@ -312,32 +312,35 @@ impl StaticFiles {
                 .iter()
                 .map(HeaderValue::as_bytes),
         );
-        let mut probed = Vec::with_capacity(2);
+        // One buffer for `rel.br` and `rel.gz`.
+        let mut path = String::with_capacity(rel.len() + 3);
+        let mut probed = [false; Coding::ALL.len()];
         for coding in accept.wanted() {
-            probed.push(coding);
-            if let Some((file, meta)) = self.sibling(req, rel, coding, Access::Read) {
+            probed[coding as usize] = true;
+            if let Some((file, meta)) = self.sibling(req, &mut path, rel, coding, Access::Read) {
                 return (Some((file, meta, coding)), true);
             }
         }
-        let exists = Coding::ALL
-            .iter()
-            .filter(|c| !probed.contains(c))
-            .any(|c| self.sibling(req, rel, *c, Access::Stat).is_some());
+        let exists = Coding::ALL.into_iter().any(|c| {
+            !probed[c as usize] && self.sibling(req, &mut path, rel, c, Access::Stat).is_some()
+        });
         (None, exists)
     }
 
-    /// `rel.br` or `rel.gz`, if it is a regular file beneath the root.
+    /// `rel.br` or `rel.gz` (built in `path`), if it is a regular file
+    /// beneath the root.
     fn sibling(
         &self,
         req: &Request,
+        path: &mut String,
         rel: &str,
         coding: Coding,
         how: Access,
     ) -> Option<(File, Metadata)> {
-        let mut path = String::with_capacity(rel.len() + 3);
+        path.clear();
         path.push_str(rel);
         path.push_str(coding.suffix());
-        match self.root.open(&path, how) {
+        match self.root.open(path, how) {
             Ok(file) => {
                 let meta = file.metadata().ok()?;
                 meta.is_file().then_some((file, meta))

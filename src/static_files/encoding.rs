@@ -10,8 +10,8 @@
 /// A content coding we serve from a sibling file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Coding {
-    Br,
-    Gzip,
+    Br = 0,
+    Gzip = 1,
 }
 
 impl Coding {
