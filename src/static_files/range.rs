@@ -77,6 +77,19 @@ pub fn parse(value: &[u8], len: u64) -> Ranges {
     if n == 0 {
         return Ranges::Ignore;
     }
+    if len == 0 {
+        // RFC 9110 §14.1.1: only a non-zero suffix is satisfiable on an
+        // empty representation, and no span can say "nothing": send the
+        // (empty) whole.
+        let suffix = specs[..n]
+            .iter()
+            .any(|s| matches!(s, Spec::Suffix(k) if *k > 0));
+        return if suffix {
+            Ranges::Ignore
+        } else {
+            Ranges::Unsatisfiable
+        };
+    }
     let mut spans = specs[..n].iter().filter_map(|s| satisfiable(*s, len));
     let Some(first) = spans.next() else {
         return Ranges::Unsatisfiable;
@@ -245,7 +258,9 @@ mod tests {
             ("bytes=1000-2000,3000-", 1000, Unsatisfiable),
             ("bytes=-0", 1000, Unsatisfiable),
             ("bytes=0-", 0, Unsatisfiable),
-            ("bytes=-5", 0, Unsatisfiable),
+            ("bytes=-5", 0, Ignore),
+            ("bytes=-0", 0, Unsatisfiable),
+            ("bytes=0-0,-1", 0, Ignore),
             ("bytes=99999999999999999999999-", 1000, Unsatisfiable),
             ("bytes=0-99999999999999999999999", 1000, One(s(0, 999))),
             // Overlap asking for more than the file: the whole file.

@@ -532,6 +532,10 @@ fn unsatisfiable_invalid_and_abusive_ranges() {
         (r.status, r.header("content-range")),
         (416, Some("bytes */0"))
     );
+    // A suffix is satisfiable even on nothing (RFC 9110 §14.1.1): the
+    // empty whole.
+    let r = req(addr, "GET", "/empty.txt", &[("Range", "bytes=-5")]);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("0")));
     let seventeen = format!("bytes={}", vec!["1-2"; 17].join(","));
     let sixteen = format!("bytes={}", vec!["1-2"; 16].join(","));
     for range in [
