@@ -31,7 +31,13 @@ fn main() {
 
 /// The handler the site flags describe.
 fn site(args: &SiteArgs) -> Result<Site, String> {
-    let mut site = Site::new(&args.root, StaticFiles::new(args.root.clone()));
+    let statics = StaticFiles::new(&args.root)
+        .map_err(|e| format!("ROOT '{}': {e}", args.root.display()))?
+        .show_hidden(args.show_hidden)
+        .list_dirs(args.list_dirs)
+        .cache_control(args.cache_control.clone())
+        .map_err(|e| format!("--cache-control: {e}"))?;
+    let mut site = Site::new(&args.root, statics);
     for (prefix, dir) in &args.cgi {
         let opts = CgiOptions {
             timeout: args.cgi_timeout.0,

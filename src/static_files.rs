@@ -1,90 +1,585 @@
 //! Handler: files from a directory (the `spyglass` binary's default).
 //!
-//! Paths are percent-decoded once and refused if they contain NUL or a
-//! `..` segment; files are sent with sendfile through [`Body::file`].
+//! A request goes through four gates, each in its own file:
+//!
+//! - `path`: the URI path is percent-decoded once and split into segments;
+//!   malformed input is a 400, a `..` segment or (unless shown) a hidden
+//!   one a 404. Pure.
+//! - `root`: the root directory is opened once, before the fork, and every
+//!   file is opened beneath it with `openat2(RESOLVE_BENEATH |
+//!   RESOLVE_NO_MAGICLINKS)`, so no symlink can lead outside; an escape is
+//!   a 404 and a warning. Only regular files are served.
+//! - `encoding` and `conditional`: a precompressed `.br` / `.gz` sibling
+//!   when the client prefers it, then the validators (`ETag`,
+//!   `Last-Modified`) and RFC 9110's preconditions (412, 304).
+//! - `range`: 206 for one range, `multipart/byteranges` for several, 416
+//!   when none fits.
+//!
+//! Bodies are file regions sent with sendfile; nothing is read into
+//! memory. Directories answer with their `index.html`, a listing
+//! (`listing`, when enabled), or 404; `/dir` redirects to `/dir/`.
+//!
+//! The common path (GET, no conditionals, no `Accept-Encoding`) costs one
+//! `openat2`, one `statx`, the sendfile and one close, and allocates only
+//! the header values that must be formatted (`ETag`, `Last-Modified`).
+//!
+//! The handler never sets framing headers (`Content-Length` and the like
+//! belong to the engine), and answers HEAD exactly as GET: the engine
+//! drops the body.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+mod conditional;
+mod encoding;
+mod listing;
+mod path;
+mod range;
+mod root;
 
-use http::header::{self, HeaderValue};
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::rc::Rc;
+
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::handler::{Body, Request, Response};
+use crate::handler::{Body, ConnInfo, Handler, Request, Response};
+use conditional::{Validators, Verdict};
+use encoding::{Accept, Coding};
+use path::Reject;
+use range::Ranges;
+use root::{Access, OpenError, Root};
 
 /// Serves the files under a root directory.
+///
+/// ```no_run
+/// use spyglass::static_files::StaticFiles;
+/// use spyglass::Server;
+///
+/// let site = StaticFiles::new("/srv/www")?
+///     .list_dirs(true)
+///     .cache_control(Some("max-age=3600".into()))?;
+/// Server::from_args().serve(site)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
 pub struct StaticFiles {
-    root: PathBuf,
+    root: Root,
+    show_hidden: bool,
+    list_dirs: bool,
+    cache_control: Option<HeaderValue>,
 }
 
+const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+const BYTES: HeaderValue = HeaderValue::from_static("bytes");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding");
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+/// Listings need no script, no frame and no remote resource.
+const LISTING_CSP: HeaderValue =
+    HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'");
+
 impl StaticFiles {
-    /// Serve the files under `root`.
-    pub fn new(root: impl Into<PathBuf>) -> StaticFiles {
-        StaticFiles { root: root.into() }
+    /// Serve the files under `root`, which is opened now (call it before
+    /// the server forks its workers: they share the descriptor). Fails if
+    /// `root` is not a directory that can be opened.
+    pub fn new(root: impl AsRef<Path>) -> io::Result<StaticFiles> {
+        Ok(StaticFiles {
+            root: Root::open_dir(root.as_ref())?,
+            show_hidden: false,
+            list_dirs: false,
+            cache_control: None,
+        })
+    }
+
+    /// Serve files and directories whose names start with a dot (default:
+    /// no, they answer 404). `..` is refused either way.
+    pub fn show_hidden(mut self, yes: bool) -> StaticFiles {
+        self.show_hidden = yes;
+        self
+    }
+
+    /// List the contents of directories that have no `index.html`
+    /// (default: no, they answer 404).
+    pub fn list_dirs(mut self, yes: bool) -> StaticFiles {
+        self.list_dirs = yes;
+        self
+    }
+
+    /// Send this `Cache-Control` value with every file (and with its 304s).
+    /// Fails with [`io::ErrorKind::InvalidInput`] unless the value is a
+    /// well-formed list of cache directives, such as `max-age=3600,
+    /// must-revalidate`.
+    pub fn cache_control(mut self, value: Option<String>) -> io::Result<StaticFiles> {
+        self.cache_control = match value {
+            None => None,
+            Some(v) => Some(
+                parse_cache_control(&v)
+                    .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?,
+            ),
+        };
+        Ok(self)
     }
 
     /// Answer one request.
     pub fn serve(&self, req: &Request) -> Response {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut res = status(StatusCode::METHOD_NOT_ALLOWED);
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return res;
+        match *req.method() {
+            Method::GET | Method::HEAD => {}
+            Method::OPTIONS => return allow(StatusCode::NO_CONTENT),
+            _ => return allow(StatusCode::METHOD_NOT_ALLOWED),
         }
-        let Some(rel) = safe_relative(req.uri().path()) else {
-            return status(StatusCode::NOT_FOUND);
+        let raw = req.uri().path();
+        let target = match path::resolve(raw, self.show_hidden) {
+            Ok(t) => t,
+            Err(Reject::Malformed) => return error(StatusCode::BAD_REQUEST),
+            Err(Reject::Hidden) => return error(StatusCode::NOT_FOUND),
+            Err(Reject::Traversal) => {
+                tracing::warn!(peer = %PeerOf(req), path = ?raw, "refused a path with a .. segment");
+                return error(StatusCode::NOT_FOUND);
+            }
         };
-        let mut path = self.root.join(&rel);
-        if path.is_dir() {
-            path.push("index.html");
+        let rel = &*target.rel;
+        let (file, meta) = match self.root.open(rel, Access::Read) {
+            Ok(file) => match file.metadata() {
+                Ok(meta) => (Some(file), meta),
+                Err(e) => return internal(rel, &e),
+            },
+            // A directory we may search but not read can still have a
+            // readable index.html; a device on a `nodev` mount is refused
+            // too, but it is no file of ours (404, not 403).
+            Err(OpenError::Denied) => match self.root.open(rel, Access::Stat).map(|p| p.metadata())
+            {
+                Ok(Ok(meta)) if meta.is_dir() => (None, meta),
+                Ok(Ok(meta)) if !meta.is_file() => return error(StatusCode::NOT_FOUND),
+                _ => return open_failed(req, OpenError::Denied, rel),
+            },
+            Err(e) => return open_failed(req, e, rel),
+        };
+        let kind = meta.file_type();
+        match file {
+            Some(file) if kind.is_file() && !target.trailing_slash => {
+                self.send_file(req, file, &meta, rel)
+            }
+            _ if kind.is_dir() => {
+                if !target.trailing_slash && rel != "." {
+                    return redirect(req, rel);
+                }
+                self.send_dir(req, file, rel)
+            }
+            // FIFOs, sockets, devices; or a file asked for as a directory.
+            _ => error(StatusCode::NOT_FOUND),
         }
-        let Ok(file) = File::open(&path) else {
-            return status(StatusCode::NOT_FOUND);
-        };
-        let Ok(body) = Body::file(file) else {
-            return status(StatusCode::NOT_FOUND);
-        };
-        let mime = mime_guess::from_path(&path).first_or_octet_stream();
-        let mut res = Response::new(body);
-        let mime = if mime.type_() == mime_guess::mime::TEXT {
-            format!("{mime}; charset=utf-8")
+    }
+
+    /// A directory: its index.html, its listing, or 404.
+    fn send_dir(&self, req: &Request, dir: Option<File>, rel: &str) -> Response {
+        let index: Cow<'_, str> = if rel == "." {
+            Cow::Borrowed("index.html")
         } else {
-            mime.to_string()
+            Cow::Owned(format!("{rel}/index.html"))
         };
-        if let Ok(v) = HeaderValue::from_str(&mime) {
-            res.headers_mut().insert(header::CONTENT_TYPE, v);
+        match self.root.open(&index, Access::Read) {
+            Ok(file) => match file.metadata() {
+                Ok(meta) if meta.is_file() => return self.send_file(req, file, &meta, &index),
+                Ok(_) => {}
+                Err(e) => return internal(&index, &e),
+            },
+            Err(OpenError::NotFound) => {}
+            Err(e) => return open_failed(req, e, &index),
         }
+        if !self.list_dirs {
+            return error(StatusCode::NOT_FOUND);
+        }
+        let Some(dir) = dir else {
+            return error(StatusCode::FORBIDDEN);
+        };
+        match listing::render(dir, &self.root, rel, self.show_hidden) {
+            Ok(html) => {
+                let mut res = Response::new(Body::from(html));
+                let h = res.headers_mut();
+                h.insert(header::CONTENT_TYPE, HTML);
+                h.insert(header::CONTENT_SECURITY_POLICY, LISTING_CSP);
+                h.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+                res
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => error(StatusCode::FORBIDDEN),
+            Err(e) => internal(rel, &e),
+        }
+    }
+
+    /// A regular file (or its precompressed sibling), subject to the
+    /// request's preconditions and range.
+    fn send_file(&self, req: &Request, file: File, meta: &Metadata, rel: &str) -> Response {
+        let headers = req.headers();
+        let content_type = content_type(rel);
+        let (file, meta, coding, vary) = match headers.contains_key(header::ACCEPT_ENCODING) {
+            false => (file, Cow::Borrowed(meta), None, false),
+            true => match self.negotiate(req, rel) {
+                (Some((f, m, c)), _) => (f, Cow::Owned(m), Some(c), true),
+                (None, vary) => (file, Cow::Borrowed(meta), None, vary),
+            },
+        };
+        let len = meta.len();
+        let v = Validators::new(
+            meta.ino(),
+            len,
+            meta.mtime(),
+            meta.mtime_nsec(),
+            coding.map(Coding::token),
+        );
+        let verdict = conditional::evaluate(headers, &v);
+        let ranges = match headers.get(header::RANGE) {
+            Some(value)
+                if verdict == Verdict::Proceed
+                    && req.method() == Method::GET
+                    && headers.get_all(header::RANGE).iter().count() == 1
+                    && conditional::if_range_allows(headers, &v) =>
+            {
+                range::parse(value.as_bytes(), len)
+            }
+            _ => Ranges::Ignore,
+        };
+        let mut res = Response::new(Body::empty());
+        let h = res.headers_mut();
+        h.insert(header::ETAG, v.etag);
+        if let Some(lm) = v.last_modified {
+            h.insert(header::LAST_MODIFIED, lm);
+        }
+        if let Some(cc) = &self.cache_control {
+            h.insert(header::CACHE_CONTROL, cc.clone());
+        }
+        if vary {
+            h.insert(header::VARY, ACCEPT_ENCODING);
+        }
+        match verdict {
+            Verdict::NotModified => {
+                *res.status_mut() = StatusCode::NOT_MODIFIED;
+                return res;
+            }
+            Verdict::PreconditionFailed => return with_error(res, StatusCode::PRECONDITION_FAILED),
+            Verdict::Proceed => {}
+        }
+        let file = Rc::new(file);
+        let (status, body, content_type) = match ranges {
+            Ranges::Unsatisfiable => {
+                res.headers_mut()
+                    .insert(header::CONTENT_RANGE, range::unsatisfied_range(len));
+                return with_error(res, StatusCode::RANGE_NOT_SATISFIABLE);
+            }
+            Ranges::Ignore => (
+                StatusCode::OK,
+                Body::file_region(file, 0, len),
+                content_type,
+            ),
+            Ranges::One(span) => {
+                h_insert(
+                    &mut res,
+                    header::CONTENT_RANGE,
+                    range::content_range(span, len),
+                );
+                let body = Body::file_region(file, span.start, span.len());
+                (StatusCode::PARTIAL_CONTENT, body, content_type)
+            }
+            Ranges::Many(spans) => {
+                let (body, ct) = range::multipart(&file, &spans, len, &content_type);
+                (StatusCode::PARTIAL_CONTENT, body, ct)
+            }
+        };
+        *res.status_mut() = status;
+        *res.body_mut() = body;
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, content_type);
+        if let Some(c) = coding {
+            h.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(c.token()),
+            );
+        }
+        h.insert(header::ACCEPT_RANGES, BYTES);
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
         res
     }
-}
 
-/// The decoded path relative to the root, or None if it is unsafe.
-fn safe_relative(path: &str) -> Option<PathBuf> {
-    let decoded = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
-    let decoded = String::from_utf8(decoded).ok()?;
-    if decoded.contains('\0') {
-        return None;
+    /// The best precompressed sibling the client accepts, if any, and
+    /// whether `rel` has a sibling at all (for `Vary`).
+    fn negotiate(&self, req: &Request, rel: &str) -> (Option<(File, Metadata, Coding)>, bool) {
+        let accept = Accept::parse(
+            req.headers()
+                .get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+        // One buffer for `rel.br` and `rel.gz`.
+        let mut path = String::with_capacity(rel.len() + 3);
+        let mut probed = [false; Coding::ALL.len()];
+        for coding in accept.wanted() {
+            probed[coding as usize] = true;
+            if let Some((file, meta)) = self.sibling(req, &mut path, rel, coding, Access::Read) {
+                return (Some((file, meta, coding)), true);
+            }
+        }
+        let exists = Coding::ALL.into_iter().any(|c| {
+            !probed[c as usize] && self.sibling(req, &mut path, rel, c, Access::Stat).is_some()
+        });
+        (None, exists)
     }
-    let mut rel = PathBuf::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => return None,
-            s => rel.push(s),
+
+    /// `rel.br` or `rel.gz` (built in `path`), if it is a regular file
+    /// beneath the root.
+    fn sibling(
+        &self,
+        req: &Request,
+        path: &mut String,
+        rel: &str,
+        coding: Coding,
+        how: Access,
+    ) -> Option<(File, Metadata)> {
+        path.clear();
+        path.push_str(rel);
+        path.push_str(coding.suffix());
+        match self.root.open(path, how) {
+            Ok(file) => {
+                let meta = file.metadata().ok()?;
+                meta.is_file().then_some((file, meta))
+            }
+            Err(OpenError::Escape) => {
+                tracing::warn!(peer = %PeerOf(req), path = ?path, "refused a sibling that leaves ROOT");
+                None
+            }
+            Err(_) => None,
         }
     }
-    Some(rel).filter(|p| !Path::new(p).is_absolute())
 }
 
-fn status(code: StatusCode) -> Response {
-    let mut res = Response::new(Body::from(format!(
-        "{} {}\n",
-        code.as_str(),
-        code.canonical_reason().unwrap_or("")
-    )));
-    *res.status_mut() = code;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+/// The answer to a failed open, logged as it deserves.
+fn open_failed(req: &Request, e: OpenError, rel: &str) -> Response {
+    match e {
+        OpenError::NotFound => error(StatusCode::NOT_FOUND),
+        OpenError::Denied => error(StatusCode::FORBIDDEN),
+        OpenError::Escape => {
+            tracing::warn!(peer = %PeerOf(req), path = ?rel, "refused a path that leaves ROOT");
+            error(StatusCode::NOT_FOUND)
+        }
+        OpenError::Busy => {
+            tracing::error!(path = ?rel, "out of file descriptors");
+            error(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        OpenError::Other(errno) => internal(rel, &io::Error::from(errno)),
+    }
+}
+
+/// The client of a request, for log fields (`-` when unknown).
+struct PeerOf<'a>(&'a Request);
+
+impl fmt::Display for PeerOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.extensions().get::<ConnInfo>() {
+            Some(info) => write!(f, "{}", info.peer),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl Handler for StaticFiles {
+    /// [`StaticFiles::serve`], so that a `StaticFiles` can be handed to
+    /// [`crate::Server::serve`] as it is.
+    fn call(&mut self, req: Request) -> Response {
+        self.serve(&req)
+    }
+}
+
+fn h_insert(res: &mut Response, name: HeaderName, value: HeaderValue) {
+    res.headers_mut().insert(name, value);
+}
+
+/// `Content-Type` from the name's extension; `charset=utf-8` for text.
+/// Common types come from static strings, without allocating.
+fn content_type(rel: &str) -> HeaderValue {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let ext = match name.rfind('.') {
+        Some(i) if i > 0 => &name[i + 1..],
+        _ => "",
+    };
+    let mime = mime_guess::from_ext(ext)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let with_charset = match mime {
+        "text/html" => "text/html; charset=utf-8",
+        "text/plain" => "text/plain; charset=utf-8",
+        "text/css" => "text/css; charset=utf-8",
+        "text/javascript" => "text/javascript; charset=utf-8",
+        "text/markdown" => "text/markdown; charset=utf-8",
+        "text/xml" => "text/xml; charset=utf-8",
+        "text/csv" => "text/csv; charset=utf-8",
+        "application/javascript" => "application/javascript; charset=utf-8",
+        "application/json" => "application/json; charset=utf-8",
+        "image/svg+xml" => "image/svg+xml; charset=utf-8",
+        m if m.starts_with("text/") => {
+            return HeaderValue::try_from(format!("{m}; charset=utf-8")).unwrap_or(TEXT);
+        }
+        m => m,
+    };
+    HeaderValue::from_static(with_charset)
+}
+
+/// Check a `Cache-Control` value: `1#( token [ "=" ( token /
+/// quoted-string ) ] )`.
+fn parse_cache_control(v: &str) -> Result<HeaderValue, String> {
+    let bad = |why: &str| Err(format!("'{v}': {why}"));
+    let value = HeaderValue::from_str(v.trim()).or_else(|_| bad("not a valid header value"))?;
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut any = false;
+    let mut rest = v.trim();
+    while !rest.is_empty() {
+        let name_end = rest.find(|c| !is_tchar(c)).unwrap_or(rest.len());
+        if name_end == 0 {
+            return bad("expected a directive such as max-age=3600");
+        }
+        rest = &rest[name_end..];
+        if let Some(arg) = rest.strip_prefix('=') {
+            if let Some(quoted) = arg.strip_prefix('"') {
+                let mut escaped = false;
+                let close = quoted.find(|c| {
+                    let end = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    end
+                });
+                let Some(close) = close else {
+                    return bad("unterminated quoted string");
+                };
+                rest = &quoted[close + 1..];
+            } else {
+                let arg_end = arg.find(|c| !is_tchar(c)).unwrap_or(arg.len());
+                if arg_end == 0 {
+                    return bad("a directive's '=' needs a value");
+                }
+                rest = &arg[arg_end..];
+            }
+        }
+        any = true;
+        rest = rest.trim_start_matches([' ', '\t']);
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r.trim_start_matches([' ', '\t', ',']),
+            None if rest.is_empty() => {}
+            None => return bad("directives are separated by commas"),
+        }
+    }
+    if !any {
+        return bad("empty");
+    }
+    Ok(value)
+}
+
+/// 301 to the directory's URL with a slash, the query kept.
+fn redirect(req: &Request, rel: &str) -> Response {
+    let mut location = path::dir_url(rel);
+    if let Some(q) = req.uri().query() {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut res = error(StatusCode::MOVED_PERMANENTLY);
+    match HeaderValue::try_from(location) {
+        Ok(v) => h_insert(&mut res, header::LOCATION, v),
+        Err(_) => return error(StatusCode::NOT_FOUND),
+    }
     res
+}
+
+/// 204 to OPTIONS, 405 to anything else: both with `Allow`.
+fn allow(status: StatusCode) -> Response {
+    let mut res = if status == StatusCode::NO_CONTENT {
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = status;
+        res
+    } else {
+        error(status)
+    };
+    h_insert(&mut res, header::ALLOW, ALLOW);
+    res
+}
+
+/// A 500 for an OS error that should not happen, logged.
+fn internal(rel: &str, e: &io::Error) -> Response {
+    tracing::error!(path = ?rel, error = %e, "cannot serve file");
+    error(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A short plain-text answer with `status`.
+fn error(status: StatusCode) -> Response {
+    with_error(Response::new(Body::empty()), status)
+}
+
+/// `res` turned into a short plain-text answer with `status`, keeping its
+/// headers.
+fn with_error(mut res: Response, status: StatusCode) -> Response {
+    let text: &'static str = match status.as_u16() {
+        301 => "301 Moved Permanently\n",
+        400 => "400 Bad Request\n",
+        403 => "403 Forbidden\n",
+        404 => "404 Not Found\n",
+        405 => "405 Method Not Allowed\n",
+        412 => "412 Precondition Failed\n",
+        416 => "416 Range Not Satisfiable\n",
+        503 => "503 Service Unavailable\n",
+        _ => "500 Internal Server Error\n",
+    };
+    *res.status_mut() = status;
+    *res.body_mut() = Body::from(text);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, TEXT);
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let cases = [
+            ("index.html", "text/html; charset=utf-8"),
+            ("a/b/hello.txt", "text/plain; charset=utf-8"),
+            ("app.js", "text/javascript; charset=utf-8"),
+            ("mod.mjs", "application/javascript; charset=utf-8"),
+            ("data.json", "application/json; charset=utf-8"),
+            ("pic.svg", "image/svg+xml; charset=utf-8"),
+            ("style.CSS", "text/css; charset=utf-8"),
+            ("cal.ics", "text/calendar; charset=utf-8"),
+            ("photo.png", "image/png"),
+            ("f.wasm", "application/wasm"),
+            ("blob.zzz", "application/octet-stream"),
+            ("Makefile", "application/octet-stream"),
+            (".bashrc", "application/octet-stream"),
+            ("dir.d/noext", "application/octet-stream"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(content_type(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn cache_control_values() {
+        let cases = [
+            ("max-age=3600", true),
+            ("public, max-age=31536000, immutable", true),
+            ("no-cache", true),
+            ("private=\"set-cookie, x\"", true),
+            ("no-store,,no-cache", true),
+            ("", false),
+            ("  ", false),
+            ("max-age=", false),
+            ("=5", false),
+            ("max age", false),
+            ("a=\"open", false),
+            ("max-age=60\r\nX-Evil: 1", false),
+            ("max-age=60; x", false),
+        ];
+        for (v, ok) in cases {
+            assert_eq!(parse_cache_control(v).is_ok(), ok, "{v:?}");
+        }
+    }
 }

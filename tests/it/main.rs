@@ -8,6 +8,7 @@ mod cgi;
 mod core;
 mod http;
 mod sdbox;
+mod static_files;
 mod systemd;
 mod under_systemd;
 mod units;

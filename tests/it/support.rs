@@ -738,3 +738,31 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
     }
     out
 }
+
+/// A spyglass serving `root` on a socket it is handed (fake activation),
+/// ready.
+pub fn serve_dir(root: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut proc = Launch::spyglass()
+        .arg(root.to_str().unwrap())
+        .args(extra.iter().copied())
+        .fd(l)
+        .notify()
+        .start();
+    proc.ready();
+    (proc, addr)
+}
+
+/// One request with extra header fields on a new connection, its response
+/// read as `method` dictates (no body for HEAD).
+pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    let mut c = Client::connect(addr);
+    c.send(raw.as_bytes());
+    c.response_to(method).expect("a response")
+}
