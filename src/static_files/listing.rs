@@ -2,7 +2,8 @@
 //! fetch from a directory that has no `index.html`.
 //!
 //! Only entries that would be served appear: regular files and
-//! directories, by a UTF-8 name, hidden ones only with `show_hidden`, and
+//! directories, by a UTF-8 name, hidden ones only with `show_hidden` (the
+//! root's `.well-known` is not hidden), and
 //! symlinks only when they resolve beneath the root (so a listing never
 //! reveals the size or date of a file outside it). Names are HTML-escaped
 //! for display and percent-encoded in links.
@@ -17,7 +18,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, SFlag, fstatat};
 
 use super::conditional::http_date;
-use super::path::push_encoded;
+use super::path::{self, push_encoded};
 use super::root::Root;
 
 /// At most this many entries are listed; the page says how many it left
@@ -43,7 +44,8 @@ pub fn render(dir: File, root: &Root, rel: &str, show_hidden: bool) -> io::Resul
         let Ok(name) = entry.file_name().to_str() else {
             continue;
         };
-        if name == "." || name == ".." || (name.starts_with('.') && !show_hidden) {
+        let hidden = name.starts_with('.') && !(rel == "." && name == path::WELL_KNOWN);
+        if name == "." || name == ".." || (hidden && !show_hidden) {
             continue;
         }
         if entries.len() == MAX_ENTRIES {

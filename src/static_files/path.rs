@@ -36,6 +36,9 @@ pub enum Reject {
     Hidden,
 }
 
+/// The one top-level dot-directory that is served without `show_hidden`.
+pub const WELL_KNOWN: &str = ".well-known";
+
 /// Decode and check a URI path (as `Uri::path` gives it).
 pub fn resolve(path: &str, show_hidden: bool) -> Result<Target<'_>, Reject> {
     if !path.starts_with('/') {
@@ -45,11 +48,18 @@ pub fn resolve(path: &str, show_hidden: bool) -> Result<Target<'_>, Reject> {
     let mut clean = true;
     let mut hidden = false;
     let mut segments = decoded[1..].split('/').peekable();
+    let mut first = true;
     while let Some(seg) = segments.next() {
         match seg {
             "" | "." => clean &= seg.is_empty() && segments.peek().is_none(),
             ".." => return Err(Reject::Traversal),
-            s => hidden |= s.starts_with('.'),
+            // RFC 8615: `/.well-known/` is public by definition (ACME
+            // challenges, security.txt); what lies in it still obeys the rule.
+            WELL_KNOWN if first => first = false,
+            s => {
+                first = false;
+                hidden |= s.starts_with('.');
+            }
         }
     }
     if hidden && !show_hidden {
@@ -174,6 +184,14 @@ mod tests {
             ("/.hidden", false, Err(Hidden)),
             ("/.git/config", false, Err(Hidden)),
             ("/a/.b/c", false, Err(Hidden)),
+            (
+                "/.well-known/security.txt",
+                false,
+                ok(".well-known/security.txt", false),
+            ),
+            ("//.well-known/x", false, ok(".well-known/x", false)),
+            ("/.well-known/.secret", false, Err(Hidden)),
+            ("/a/.well-known/x", false, Err(Hidden)),
             ("/..%5c..%5cx", false, Err(Hidden)),
             ("/.hidden", true, ok(".hidden", false)),
             ("/.git/config", true, ok(".git/config", false)),

@@ -59,6 +59,8 @@ fn site_with_secret() -> Site {
     w("list/z-dir/inner.txt", b"inner\n");
     w(".secret-dot", b"dot\n");
     w(".git/config", b"[core]\n");
+    w(".well-known/security.txt", b"Contact: x\n");
+    w(".well-known/.private", b"no\n");
     w("comp.js", b"plain js\n");
     w("comp.js.br", b"BR-BYTES");
     w("comp.js.gz", b"GZ-BYTES");
@@ -332,9 +334,15 @@ fn hidden_files_only_with_show_hidden() {
         "/.git/",
         "/list/.hidden.txt",
         "/%2esecret-dot",
+        "/.well-known/.private",
     ] {
         assert_eq!(get(addr, path).status, 404, "{path}");
     }
+    // RFC 8615: the root's .well-known is public.
+    assert_eq!(
+        get(addr, "/.well-known/security.txt").text(),
+        "Contact: x\n"
+    );
     let (_p, addr) = serve(&site, &["--show-hidden"]);
     assert_eq!(get(addr, "/.secret-dot").text(), "dot\n");
     assert_eq!(get(addr, "/.git/config").text(), "[core]\n");
