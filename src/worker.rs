@@ -112,6 +112,7 @@ const ACCEPT_BATCH: usize = 8;
 struct Entry {
     conn: Conn,
     generation: u32,
+    /// What the socket is registered for; None until it first waits.
     interest: Option<EpollFlags>,
     /// The stream descriptor registered for this connection, if any.
     source: Option<RawFd>,
@@ -357,24 +358,20 @@ impl<'a> EventLoop<'a> {
         });
         // Never 0: a connection token must not look like a listener's.
         self.generation = (self.generation % 0x1fff_fffe) + 1;
-        let token = (u64::from(self.generation) << 32) | i as u64;
-        if self
-            .epoll
-            .add(conn.sock(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-            .is_err()
-        {
-            self.free.push(i);
-            return;
-        }
         self.conns[i] = Some(Entry {
             conn,
             generation: self.generation,
-            interest: Some(EpollFlags::EPOLLIN),
+            interest: None,
             source: None,
         });
         self.open += 1;
         self.busy += 1; // a new connection is busy until its first response
         self.slot.touch(now);
+        // Read at once rather than register and wait: by the time a loaded
+        // server accepts, the request has usually arrived, and a request
+        // answered on the spot (a `Connection: close` one, say) never costs
+        // an epoll_ctl. Only a connection that must wait is registered.
+        self.with_conn(i, now, |conn, ctx| conn.drive(ctx));
     }
 
     /// A readiness event for a connection (its socket or its stream).
@@ -456,11 +453,15 @@ fn apply(epoll: &Epoll, entry: &mut Entry, wants: Wants, token: u64) -> io::Resu
         Wants::ReadWrite => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
         Wants::Source | Wants::Close => EpollFlags::empty(),
     };
-    if entry.interest != Some(sock_interest) {
-        let mut ev = EpollEvent::new(sock_interest, token);
-        epoll.modify(entry.conn.sock(), &mut ev)?;
-        entry.interest = Some(sock_interest);
+    match entry.interest {
+        Some(i) if i == sock_interest => {}
+        Some(_) => {
+            let mut ev = EpollEvent::new(sock_interest, token);
+            epoll.modify(entry.conn.sock(), &mut ev)?;
+        }
+        None => epoll.add(entry.conn.sock(), EpollEvent::new(sock_interest, token))?,
     }
+    entry.interest = Some(sock_interest);
     let source: Option<BorrowedFd<'_>> = entry.conn.source_fd();
     let want_source = wants == Wants::Source;
     match (entry.source, source) {

@@ -328,6 +328,8 @@ fn a_connected_socket_is_refused_with_a_clear_error() {
         .start();
     let status = p.wait_exit(T).expect("exits");
     assert_ne!(status.code(), Some(0));
+    // The process is gone; its last line may still be on its way to us.
+    assert!(p.log.wait_for("connected socket", T), "{}", p.log.text());
     let log = p.log.text();
     assert!(
         log.contains("fd 3") && log.contains("'web'") && log.contains("connected socket"),
