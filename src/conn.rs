@@ -16,7 +16,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
 use nix::sys::socket::{Shutdown, shutdown};
 
@@ -24,6 +23,7 @@ use crate::buffers::{BodyStore, InBuf};
 use crate::config::HttpConfig;
 use crate::handler::{
     Body, BodyKind, ConnInfo, Handler, InternalRedirect, Pending, Request, RequestBody, Response,
+    status_response,
 };
 use crate::request::{self, ChunkedDecoder, Framing as BodyFraming, Head, Limits, Parsed};
 use crate::response::{self, DateCache, Flush, Output, Plan};
@@ -534,17 +534,7 @@ impl Conn {
         self.linger_on_close = !request_read;
         self.out.clear();
         self.state = State::Sending;
-        let mut res = Response::new(Body::from(format!(
-            "{} {}\n",
-            status.as_str(),
-            status.canonical_reason().unwrap_or("")
-        )));
-        *res.status_mut() = status;
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        self.respond(res, ctx);
+        self.respond(status_response(status), ctx);
         Step::Again
     }
 

@@ -31,6 +31,23 @@ pub type Request = http::Request<RequestBody>;
 /// A response as a handler returns it.
 pub type Response = http::Response<Body>;
 
+/// A short plain-text response for `status`: its code and reason phrase
+/// (`404 Not Found`) as the body, `text/plain; charset=utf-8`. What the
+/// engine itself answers errors with; handlers may use it too.
+pub fn status_response(status: http::StatusCode) -> Response {
+    let mut res = Response::new(Body::from(format!(
+        "{} {}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    )));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
 /// An application: called once per request, in a worker process.
 ///
 /// Any `FnMut(Request) -> Response` is a handler. Each worker has its own

@@ -50,7 +50,7 @@ mod worker;
 
 pub use handler::{
     Body, ConnInfo, Handler, InternalRedirect, Part, Peer, Pending, Request, RequestBody, Response,
-    Source, WorkerInfo,
+    Source, WorkerInfo, status_response,
 };
 pub use server::{Error, Server};
 

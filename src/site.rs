@@ -13,10 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use http::StatusCode;
-use http::header::{self, HeaderValue};
 
 use crate::cgi::Cgi;
-use crate::handler::{Body, Handler, Request, Response};
+use crate::handler::{Handler, Request, Response, status_response};
 use crate::static_files::StaticFiles;
 
 /// Static files plus CGI mounts.
@@ -71,7 +70,7 @@ impl Site {
             }
         }
         if self.is_hidden(&segments) {
-            return not_found();
+            return status_response(StatusCode::NOT_FOUND);
         }
         self.statics.serve(&req)
     }
@@ -97,19 +96,4 @@ impl Handler for Site {
     fn call(&mut self, req: Request) -> Response {
         self.serve(req)
     }
-}
-
-fn not_found() -> Response {
-    let code = StatusCode::NOT_FOUND;
-    let mut res = Response::new(Body::from(format!(
-        "{} {}\n",
-        code.as_str(),
-        code.canonical_reason().unwrap_or("")
-    )));
-    *res.status_mut() = code;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
 }

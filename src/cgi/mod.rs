@@ -32,11 +32,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{StatusCode, Uri};
 use nix::sys::epoll::Epoll;
 
-use crate::handler::{Body, Handler, InternalRedirect, Pending, Request, Response, Source};
+use crate::handler::{
+    Body, Handler, InternalRedirect, Pending, Request, Response, Source, status_response,
+};
 use output::{HeadParser, Reply};
 use script::Script;
 
@@ -109,7 +111,7 @@ impl Cgi {
     pub fn serve(&self, req: Request) -> Response {
         let target = match map::resolve(&self.dir, &self.segments, req.uri().path()) {
             Ok(t) => t,
-            Err(code) => return status(code),
+            Err(code) => return status_response(code),
         };
         let vars = env::build(
             &req,
@@ -143,7 +145,7 @@ impl Cgi {
                     error = %e,
                     "cannot start the script"
                 );
-                status(StatusCode::INTERNAL_SERVER_ERROR)
+                status_response(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
@@ -318,19 +320,4 @@ impl Source for CgiStream {
     fn deadline(&self) -> Option<Instant> {
         self.script.deadline()
     }
-}
-
-/// A short plain-text error response.
-fn status(code: StatusCode) -> Response {
-    let mut res = Response::new(Body::from(format!(
-        "{} {}\n",
-        code.as_str(),
-        code.canonical_reason().unwrap_or("")
-    )));
-    *res.status_mut() = code;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
 }

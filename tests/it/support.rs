@@ -358,8 +358,9 @@ impl Drop for Proc {
     }
 }
 
-/// Child pids of `pid`.
-pub fn children(pid: i32) -> Vec<i32> {
+/// Live processes (zombies excluded) from /proc: pid, parent pid and
+/// process group of each.
+fn processes() -> Vec<(i32, i32, i32)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(p) = entry
@@ -375,12 +376,25 @@ pub fn children(pid: i32) -> Vec<i32> {
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
             continue;
         };
+        // After the command: state, ppid, pgrp, ...
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        // fields[0] = state, fields[1] = ppid
-        if fields.get(1).and_then(|f| f.parse::<i32>().ok()) == Some(pid) && fields[0] != "Z" {
-            out.push(p);
+        let num = |i: usize| fields.get(i).and_then(|f| f.parse::<i32>().ok());
+        if let (Some(&state), Some(ppid), Some(pgrp)) = (fields.first(), num(1), num(2)) {
+            if state != "Z" {
+                out.push((p, ppid, pgrp));
+            }
         }
     }
+    out
+}
+
+/// Child pids of `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out: Vec<i32> = processes()
+        .into_iter()
+        .filter(|&(_, ppid, _)| ppid == pid)
+        .map(|(p, _, _)| p)
+        .collect();
     out.sort();
     out
 }
@@ -566,29 +580,23 @@ pub struct Running {
 
 pub fn running(extra: &[&str]) -> Running {
     let site = site();
+    let (proc, addr) = serve_dir(site.path(), extra);
+    Running { proc, addr, site }
+}
+
+/// Start `launch` on a fresh loopback listener handed to it as fd 3 (fake
+/// activation, with a notify socket) and wait for READY=1.
+pub fn activated(launch: Launch) -> (Proc, SocketAddr) {
     let l = tcp_listener();
     let addr = l.local_addr().unwrap();
-    let mut proc = Launch::spyglass()
-        .arg(site.path().to_str().unwrap())
-        .args(extra.iter().copied())
-        .fd(l)
-        .notify()
-        .start();
+    let mut proc = launch.fd(l).notify().start();
     proc.ready();
-    Running { proc, addr, site }
+    (proc, addr)
 }
 
 /// An example app on a handed socket, ready.
 pub fn running_example(name: &str, extra: &[&str]) -> (Proc, SocketAddr) {
-    let l = tcp_listener();
-    let addr = l.local_addr().unwrap();
-    let mut proc = Launch::new(example(name))
-        .args(extra.iter().copied())
-        .fd(l)
-        .notify()
-        .start();
-    proc.ready();
-    (proc, addr)
+    activated(Launch::new(example(name)).args(extra.iter().copied()))
 }
 
 impl Client {
@@ -682,17 +690,13 @@ pub fn running_cgi(scripts: &[(&str, &str)], extra: &[&str]) -> Running {
     for (name, body) in scripts {
         script(&cgi, name, body);
     }
-    let l = tcp_listener();
-    let addr = l.local_addr().unwrap();
-    let mut proc = Launch::spyglass()
-        .arg(site.path().to_str().unwrap())
-        .arg("--cgi")
-        .arg(format!("/cgi-bin={}", cgi.display()))
-        .args(extra.iter().copied())
-        .fd(l)
-        .notify()
-        .start();
-    proc.ready();
+    let (proc, addr) = activated(
+        Launch::spyglass()
+            .arg(site.path().to_str().unwrap())
+            .arg("--cgi")
+            .arg(format!("/cgi-bin={}", cgi.display()))
+            .args(extra.iter().copied()),
+    );
     Running { proc, addr, site }
 }
 
@@ -715,43 +719,21 @@ pub fn fifo_writer(path: &Path, timeout: Duration) -> Option<std::fs::File> {
 
 /// Processes whose process group is `pgid` (zombies excluded), from /proc.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        // fields[0] = state, [1] = ppid, [2] = pgrp
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
-            out.push(p);
-        }
-    }
-    out
+    processes()
+        .into_iter()
+        .filter(|&(_, _, pgrp)| pgrp == pgid)
+        .map(|(p, _, _)| p)
+        .collect()
 }
 
 /// A spyglass serving `root` on a socket it is handed (fake activation),
 /// ready.
 pub fn serve_dir(root: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
-    let l = tcp_listener();
-    let addr = l.local_addr().unwrap();
-    let mut proc = Launch::spyglass()
-        .arg(root.to_str().unwrap())
-        .args(extra.iter().copied())
-        .fd(l)
-        .notify()
-        .start();
-    proc.ready();
-    (proc, addr)
+    activated(
+        Launch::spyglass()
+            .arg(root.to_str().unwrap())
+            .args(extra.iter().copied()),
+    )
 }
 
 /// One request with extra header fields on a new connection, its response
