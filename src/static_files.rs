@@ -45,7 +45,7 @@ use std::rc::Rc;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::handler::{Body, ConnInfo, Handler, Request, Response};
+use crate::handler::{Body, ConnInfo, Handler, Request, Response, status_response};
 use conditional::{Validators, Verdict};
 use encoding::{Accept, Coding};
 use path::Reject;
@@ -512,26 +512,15 @@ fn error(status: StatusCode) -> Response {
     with_error(Response::new(Body::empty()), status)
 }
 
-/// `res` turned into a short plain-text answer with `status`, keeping its
-/// headers.
-fn with_error(mut res: Response, status: StatusCode) -> Response {
-    let text: &'static str = match status.as_u16() {
-        301 => "301 Moved Permanently\n",
-        400 => "400 Bad Request\n",
-        403 => "403 Forbidden\n",
-        404 => "404 Not Found\n",
-        405 => "405 Method Not Allowed\n",
-        412 => "412 Precondition Failed\n",
-        416 => "416 Range Not Satisfiable\n",
-        503 => "503 Service Unavailable\n",
-        _ => "500 Internal Server Error\n",
-    };
-    *res.status_mut() = status;
-    *res.body_mut() = Body::from(text);
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, TEXT);
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
-    res
+/// `res` turned into a short plain-text answer with `status` (the engine's
+/// own [`status_response`] body), keeping its headers.
+fn with_error(res: Response, status: StatusCode) -> Response {
+    let (mut parts, _) = res.into_parts();
+    let body = status_response(status).into_body();
+    parts.status = status;
+    parts.headers.insert(header::CONTENT_TYPE, TEXT);
+    parts.headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@
 //!   `DynamicUser=`/`ProtectSystem=strict`/`ProtectHome=` units go through [`SdBox::stage`] into a
 //!   box-private dir such as /run/spyglass-test (the checkout may be under /root).
 //! - **No sleeps as synchronisation:** every wait is a bounded poll of a condition
-//!   ([`poll_until`]) or a blocking read of an event (the `ready` line, `--wait`). A command
+//!   ([`wait_until`]) or a blocking read of an event (the `ready` line, `--wait`). A command
 //!   run with [`SdBox::exec`] is bounded by the box: it lives in the box's pid namespace and dies
 //!   with it (teardown or TTL).
 
@@ -94,6 +94,8 @@ use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+
+use crate::support::wait_until;
 
 /// How long a box may live at most, unless [`SdBox::boot_with_ttl`] says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
@@ -134,20 +136,6 @@ pub fn boot_or_skip(units: &[(&str, String)]) -> Option<SdBox> {
     SdBox::boot(units)
         .map_err(|Skip(r)| require_or_skip(&r))
         .ok()
-}
-
-/// Poll `cond` every 5 ms until it holds (true) or `timeout` passes (false).
-pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// The trivial socket-activated stand-in: `Accept=yes` on 127.0.0.1:`port`, one `sh` per
@@ -264,9 +252,9 @@ impl SdBox {
         let mut line = String::new();
         let _ = BufReader::new(ready).read_line(&mut line);
         if line.trim_end() != "ready" {
-            let _ = poll_until(Duration::from_secs(5), || !sd.launcher_running());
+            let _ = wait_until(Duration::from_secs(5), || !sd.launcher_running());
             // Its error message may still be on its way through the pty, in pieces.
-            let _ = poll_until(Duration::from_secs(2), || sd.console().contains('\n'));
+            let _ = wait_until(Duration::from_secs(2), || sd.console().contains('\n'));
             let console = sd.console();
             let denied = "not permitted|Permission denied|Read-only file system";
             if denied.split('|').any(|d| console.contains(d)) {
@@ -305,7 +293,7 @@ impl SdBox {
         go.write_all(b"go\n").expect("release the box's PID 1");
         drop(go);
         let private = sd.root().join("run/systemd/private");
-        let up = poll_until(BOOT_TIMEOUT, || private.exists() || !sd.launcher_running());
+        let up = wait_until(BOOT_TIMEOUT, || private.exists() || !sd.launcher_running());
         assert!(
             up && private.exists(),
             "sdbox {}: systemd did not come up; console:\n{}",
@@ -473,7 +461,7 @@ impl Drop for SdBox {
         let _ = fs::write(self.cgroup.join("cgroup.kill"), "1");
         // 3. The launcher exits once the kernel has reaped the whole pid namespace.
         let name = self.name.clone();
-        if self.launcher.is_some() && !poll_until(TEARDOWN_TIMEOUT, || !self.launcher_running()) {
+        if self.launcher.is_some() && !wait_until(TEARDOWN_TIMEOUT, || !self.launcher_running()) {
             eprintln!("sdbox {name}: launcher still running after SIGKILL of the box");
         }
         if let Some(mut l) = self.launcher.take() {
@@ -483,7 +471,7 @@ impl Drop for SdBox {
         // 4. The cgroup subtree, once nothing is left in it.
         let events = self.cgroup.join("cgroup.events");
         let empty = || fs::read_to_string(&events).map_or(true, |e| e.contains("populated 0"));
-        if !poll_until(TEARDOWN_TIMEOUT, empty) || !remove_cgroup_tree(&self.cgroup) {
+        if !wait_until(TEARDOWN_TIMEOUT, empty) || !remove_cgroup_tree(&self.cgroup) {
             eprintln!("sdbox {name}: could not remove {}", self.cgroup.display());
         }
         // 5. netns and pty fds close with the fields; the console reader then sees a hangup.

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::sdbox::{STAND_IN_BODY, SdBox, boot_or_skip, poll_until, stand_in_units};
+use crate::sdbox::{STAND_IN_BODY, SdBox, boot_or_skip, stand_in_units};
+use crate::support::wait_until;
 
 const PORT: u16 = 18380;
 
@@ -72,7 +73,7 @@ fn stand_in_is_socket_activated_under_real_systemd() {
     );
     assert_eq!(sd.show("standin.socket", "NAccepted"), "1");
 
-    let logged = poll_until(Duration::from_secs(10), || {
+    let logged = wait_until(Duration::from_secs(10), || {
         let out = sd.journalctl(&["-u", "standin@*", "-o", "cat"]);
         stdout(&out).contains("stand-in served 127.0.0.1")
     });
@@ -149,7 +150,7 @@ fn watchdog_tears_down_a_box_whose_test_process_died() {
     let (pid, cgroup) = (sd.host_pid(), sd.cgroup().to_path_buf());
     sd.cut_lifeline();
     assert!(
-        poll_until(Duration::from_secs(30), || !cgroup.exists()),
+        wait_until(Duration::from_secs(30), || !cgroup.exists()),
         "watchdog did nothing"
     );
     assert_gone(pid, &cgroup);
@@ -166,7 +167,7 @@ fn watchdog_ttl_bounds_a_box_lifetime() {
     };
     let (pid, cgroup) = (sd.host_pid(), sd.cgroup().to_path_buf());
     assert!(
-        poll_until(Duration::from_secs(40), || !cgroup.exists()),
+        wait_until(Duration::from_secs(40), || !cgroup.exists()),
         "TTL did not fire"
     );
     assert_gone(pid, &cgroup);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sdbox::{SdBox, boot_or_skip, poll_until, stand_in_units};
+use crate::sdbox::{SdBox, boot_or_skip, stand_in_units};
 use crate::support::*;
 
 /// `ListenStream=` of the shipped socket unit.
@@ -122,7 +122,7 @@ impl Spy {
     }
 
     fn wait_inactive(&self) -> bool {
-        poll_until(T, || self.show("ActiveState") == "inactive")
+        wait_until(T, || self.show("ActiveState") == "inactive")
     }
 }
 
@@ -148,7 +148,7 @@ fn activation_status_journal_and_idle_exit() {
         "MainPID is the master"
     );
     assert!(
-        poll_until(T, || spy.workers().len() == 2),
+        wait_until(T, || spy.workers().len() == 2),
         "workers {:?}",
         spy.workers()
     );
@@ -161,7 +161,7 @@ fn activation_status_journal_and_idle_exit() {
         Some((404, "404 Not Found\n".into()))
     );
     assert!(
-        poll_until(T, || spy
+        wait_until(T, || spy
             .journal(&["F_STATUS=404", "F_PATH=/missing", "-o", "cat"])
             .contains("/missing")),
         "{}",
@@ -264,7 +264,7 @@ fn stop_finishes_requests_in_flight_and_restart_loses_nothing() {
         .systemctl(&["stop", "--no-block", "spyglass.service"]);
     assert!(stop.status.success());
     assert!(
-        poll_until(T, || spy.show("ActiveState") == "deactivating"),
+        wait_until(T, || spy.show("ActiveState") == "deactivating"),
         "{}",
         spy.show("ActiveState")
     );
@@ -300,7 +300,7 @@ fn stop_finishes_requests_in_flight_and_restart_loses_nothing() {
             let pid = spy.main_pid();
             let out = spy.sd.systemctl(&["restart", "spyglass.service"]);
             assert!(out.status.success(), "{out:?}");
-            assert!(poll_until(T, || spy.main_pid() != pid && spy.main_pid() != 0));
+            assert!(wait_until(T, || spy.main_pid() != pid && spy.main_pid() != 0));
         }
         stop.store(true, Ordering::Relaxed);
         let (ok, total) = client.join().unwrap();
@@ -315,12 +315,12 @@ fn a_killed_worker_is_replaced_and_the_service_stays_active() {
         return;
     };
     assert_eq!(spy.request("/").map(|r| r.0), Some(200));
-    assert!(poll_until(T, || spy.workers().len() == 2));
+    assert!(wait_until(T, || spy.workers().len() == 2));
     let before = spy.workers();
     let kill = spy.sd.exec(&["kill", "-KILL", &before[0].to_string()]);
     assert!(kill.status.success());
     assert!(
-        poll_until(T, || {
+        wait_until(T, || {
             let now = spy.workers();
             now.len() == 2 && !now.contains(&before[0])
         }),
