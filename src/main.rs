@@ -37,7 +37,7 @@ fn site(args: &SiteArgs) -> Result<Site, String> {
         .list_dirs(args.list_dirs)
         .cache_control(args.cache_control.clone())
         .map_err(|e| format!("--cache-control: {e}"))?;
-    let mut site = Site::new(&args.root, statics);
+    let mut site = Site::new(statics);
     for (prefix, dir) in &args.cgi {
         let opts = CgiOptions {
             timeout: args.cgi_timeout.0,

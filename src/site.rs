@@ -5,90 +5,64 @@
 //! once, split on `/`, empty and `.` segments dropped), so that no spelling
 //! of a script's URL (`/cgi%2Dbin/x`, `//cgi-bin/x`, `/./cgi-bin/x`) slips
 //! past its mount to be served as a file. And when a CGI directory lies
-//! inside the document root, a static request that resolves into it is
-//! refused (404): a script's source is never sent as a file.
+//! inside the document root, the static handler is told to hide it
+//! ([`StaticFiles::hide`]): a script's source is never sent as a file.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-
-use http::StatusCode;
+use std::borrow::Cow;
 
 use crate::cgi::Cgi;
-use crate::handler::{Handler, Request, Response, status_response};
+use crate::handler::{Handler, Request, Response};
 use crate::static_files::StaticFiles;
 
 /// Static files plus CGI mounts.
 pub struct Site {
     statics: StaticFiles,
-    /// The document root, absolute, if it resolves.
-    root: Option<PathBuf>,
     /// Longest prefix first.
     mounts: Vec<Cgi>,
-    /// CGI directories inside the root.
-    hidden: Vec<PathBuf>,
 }
 
 impl Site {
-    /// Serve `statics`, whose files are under `root`.
-    pub fn new(root: impl AsRef<Path>, statics: StaticFiles) -> Site {
+    /// Serve `statics`, and nothing else until CGI mounts are added.
+    pub fn new(statics: StaticFiles) -> Site {
         Site {
             statics,
-            root: root.as_ref().canonicalize().ok(),
             mounts: Vec::new(),
-            hidden: Vec::new(),
         }
     }
 
     /// Add a CGI mount; the longest matching prefix wins.
-    pub fn cgi(mut self, cgi: Cgi) -> Site {
-        if self.root.as_ref().is_some_and(|r| cgi.dir().starts_with(r)) {
-            self.hidden.push(cgi.dir().to_path_buf());
-        }
-        self.mounts.push(cgi);
-        self.mounts
-            .sort_by_key(|c| std::cmp::Reverse(c.prefix_segments().len()));
-        self
+    pub fn cgi(self, cgi: Cgi) -> Site {
+        let Site {
+            statics,
+            mut mounts,
+        } = self;
+        let statics = statics.hide(cgi.dir());
+        mounts.push(cgi);
+        mounts.sort_by_key(|c| std::cmp::Reverse(c.prefix_segments().len()));
+        Site { statics, mounts }
     }
 
     /// Answer one request.
     pub fn serve(&self, req: Request) -> Response {
-        let decoded: Vec<u8> = percent_encoding::percent_decode_str(req.uri().path()).collect();
-        let segments: Vec<&[u8]> = decoded
-            .split(|&b| b == b'/')
-            .filter(|s| !s.is_empty() && *s != b".")
-            .collect();
-        for cgi in &self.mounts {
-            let prefix = cgi.prefix_segments();
-            let under = segments.len() >= prefix.len()
-                && prefix
-                    .iter()
-                    .zip(&segments)
-                    .all(|(p, s)| p.as_bytes() == *s);
-            if under {
+        if !self.mounts.is_empty() {
+            // Borrowed unless the path has escapes.
+            let decoded: Cow<'_, [u8]> =
+                percent_encoding::percent_decode_str(req.uri().path()).into();
+            let segments = || {
+                decoded
+                    .split(|&b| b == b'/')
+                    .filter(|s| !s.is_empty() && *s != b".")
+            };
+            let mount = self.mounts.iter().find(|cgi| {
+                let prefix = cgi.prefix_segments();
+                let mut path = segments();
+                prefix.iter().all(|p| path.next() == Some(p.as_bytes()))
+            });
+            if let Some(cgi) = mount {
                 return cgi.serve(req);
             }
         }
-        if self.is_hidden(&segments) {
-            return status_response(StatusCode::NOT_FOUND);
-        }
         self.statics.serve(&req)
-    }
-
-    /// The static path falls inside a CGI directory.
-    fn is_hidden(&self, segments: &[&[u8]]) -> bool {
-        let (Some(root), false) = (&self.root, self.hidden.is_empty()) else {
-            return false;
-        };
-        let mut path = root.clone();
-        for s in segments {
-            if *s == b".." {
-                return false; // the static handler refuses it
-            }
-            path.push(OsStr::from_bytes(s));
-        }
-        path.canonicalize()
-            .is_ok_and(|p| self.hidden.iter().any(|h| p.starts_with(h)))
     }
 }
 

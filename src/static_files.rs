@@ -102,6 +102,13 @@ impl StaticFiles {
         self
     }
 
+    /// Never serve anything under `dir` (a CGI directory inside the root,
+    /// say), however the request path or a symlink leads there: 404.
+    pub fn hide(mut self, dir: impl AsRef<Path>) -> StaticFiles {
+        self.root.hide(dir.as_ref());
+        self
+    }
+
     /// List the contents of directories that have no `index.html`
     /// (default: no, they answer 404).
     pub fn list_dirs(mut self, yes: bool) -> StaticFiles {
@@ -519,7 +526,9 @@ fn with_error(res: Response, status: StatusCode) -> Response {
     let body = status_response(status).into_body();
     parts.status = status;
     parts.headers.insert(header::CONTENT_TYPE, TEXT);
-    parts.headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    parts
+        .headers
+        .insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     Response::from_parts(parts, body)
 }
 

@@ -80,6 +80,8 @@ pub struct Root {
     fd: OwnedFd,
     /// Its canonical path, for the fallback.
     real: PathBuf,
+    /// Canonical directories beneath it that are never served.
+    hidden: Vec<PathBuf>,
     /// Whether openat2 is available (probed at start, cleared on ENOSYS).
     openat2: Cell<bool>,
     /// Whether this process has said that it uses the fallback.
@@ -112,14 +114,37 @@ impl Root {
         Ok(Root {
             fd,
             real,
+            hidden: Vec::new(),
             openat2: Cell::new(usable),
             announced: Cell::new(false),
         })
     }
 
+    /// Never open anything under `dir` (if it lies beneath the root),
+    /// whatever path or symlink leads there: such opens are `NotFound`.
+    pub fn hide(&mut self, dir: &Path) {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if dir.starts_with(&self.real) {
+            self.hidden.push(dir);
+        }
+    }
+
     /// Open `rel` (a path from `path::resolve`, or one built from it) beneath
     /// the root.
     pub fn open(&self, rel: &str, how: Access) -> Result<File, OpenError> {
+        let file = self.open_beneath(rel, how)?;
+        if !self.hidden.is_empty() {
+            // Where the kernel actually arrived: one readlink, and only
+            // when something is hidden.
+            let opened = fd_path(&file)?;
+            if self.hidden.iter().any(|h| opened.starts_with(h)) {
+                return Err(OpenError::NotFound);
+            }
+        }
+        Ok(file)
+    }
+
+    fn open_beneath(&self, rel: &str, how: Access) -> Result<File, OpenError> {
         if self.openat2.get() {
             let spec = OpenHow::new()
                 .flags(how.flags())
@@ -157,20 +182,18 @@ impl Root {
             // is opened.
             tracing::warn!("openat2 is unavailable; checking real paths under ROOT instead");
         }
-        let errno =
-            |e: io::Error| OpenError::from_errno(Errno::from_raw(e.raw_os_error().unwrap_or(0)));
-        let real = std::fs::canonicalize(self.real.join(rel)).map_err(errno)?;
+        let real = std::fs::canonicalize(self.real.join(rel)).map_err(io_error)?;
         if !real.starts_with(&self.real) {
             return Err(OpenError::Escape);
         }
-        let fd = open(&real, how.flags() | OFlag::O_NOFOLLOW, Mode::empty())
-            .map_err(OpenError::from_errno)?;
-        let opened =
-            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(errno)?;
-        if !opened.starts_with(&self.real) {
+        let file = File::from(
+            open(&real, how.flags() | OFlag::O_NOFOLLOW, Mode::empty())
+                .map_err(OpenError::from_errno)?,
+        );
+        if !fd_path(&file)?.starts_with(&self.real) {
             return Err(OpenError::Escape);
         }
-        Ok(File::from(fd))
+        Ok(file)
     }
 
     /// Force the fallback (tests).
@@ -180,6 +203,15 @@ impl Root {
         self.announced.set(true);
         self
     }
+}
+
+/// The path an open descriptor refers to, from `/proc/self/fd`.
+fn fd_path(file: &File) -> Result<PathBuf, OpenError> {
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(io_error)
+}
+
+fn io_error(e: io::Error) -> OpenError {
+    OpenError::from_errno(Errno::from_raw(e.raw_os_error().unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -238,6 +270,29 @@ mod tests {
                 let got = read(&root, rel);
                 assert_eq!(got.as_deref().map_err(|e| *e), *want, "{rel} {root:?}");
             }
+        }
+    }
+
+    #[test]
+    fn hidden_directories_whatever_the_way_in() {
+        let (_outer, dir) = tree();
+        for mut root in [
+            Root::open_dir(&dir).unwrap(),
+            Root::open_dir(&dir).unwrap().without_openat2(),
+        ] {
+            root.hide(&dir.join("sub"));
+            let cases: &[(&str, Result<&str, OpenError>)] = &[
+                ("a.txt", Ok("a")),
+                ("sub/b.txt", Err(OpenError::NotFound)),
+                ("subl/b.txt", Err(OpenError::NotFound)),
+                // A link inside the hidden directory that leads out of it.
+                ("sub/up", Ok("a")),
+            ];
+            for (rel, want) in cases {
+                let got = read(&root, rel);
+                assert_eq!(got.as_deref().map_err(|e| *e), *want, "{rel} {root:?}");
+            }
+            assert_eq!(root.stat("sub").err(), Some(OpenError::NotFound));
         }
     }
 }
