@@ -310,7 +310,7 @@ impl Conn {
     fn read_body(&mut self, ctx: &mut Ctx<'_>) -> Step {
         if !self.out.is_empty() {
             // The 100 Continue; it is tiny, so one write nearly always does.
-            match self.out.flush(self.sock.as_fd()) {
+            match self.out.flush(self.sock.as_fd(), false) {
                 Ok(_) => {}
                 Err(_) => return Step::Wait(Wants::Close),
             }
@@ -539,7 +539,8 @@ impl Conn {
     }
 
     fn send(&mut self, ctx: &mut Ctx<'_>) -> Step {
-        match self.out.flush(self.sock.as_fd()) {
+        let last = !self.keep_alive || ctx.stopping;
+        match self.out.flush(self.sock.as_fd(), last) {
             Ok(Flush::Done) => self.finish(ctx),
             Ok(Flush::Blocked) => {
                 self.deadline = ctx.now_ms + ms(ctx.cfg.write_timeout);

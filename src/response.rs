@@ -264,12 +264,14 @@ impl Output {
         self.stream.as_ref().and_then(|s| s.src.deadline())
     }
 
-    /// Send as much as the socket takes.
-    pub fn flush(&mut self, sock: BorrowedFd<'_>) -> io::Result<Flush> {
+    /// Send as much as the socket takes. `last`: the connection is closed
+    /// (or shut for writing) as soon as this output is sent, so its final
+    /// bytes are held back for the FIN to ride in the same segment.
+    pub fn flush(&mut self, sock: BorrowedFd<'_>, last: bool) -> io::Result<Flush> {
         loop {
             let front_is_bytes = matches!(self.parts.front(), Some(Part::Bytes(_)));
             if self.pos < self.buf.len() || front_is_bytes {
-                match self.write_buffered(sock)? {
+                match self.write_buffered(sock, last)? {
                     Some(_) => continue,
                     None => return Ok(Flush::Blocked),
                 }
@@ -352,12 +354,16 @@ impl Output {
         }
     }
 
-    /// One writev (or one send with MSG_MORE before a file) of the buffer
-    /// and leading byte parts. `None` when the socket is full.
-    fn write_buffered(&mut self, sock: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+    /// One write of the buffer and leading byte parts: a writev, or a send
+    /// with MSG_MORE when a file follows (the head rides in the same segment
+    /// as the file's start) or when these bytes end the output of a `last`
+    /// response (the close that follows sends them with the FIN: one segment
+    /// fewer per connection). `None` when the socket is full.
+    fn write_buffered(&mut self, sock: BorrowedFd<'_>, last: bool) -> io::Result<Option<usize>> {
         let pending = &self.buf[self.pos..];
         let next_is_file = matches!(self.parts.front(), Some(Part::File { .. }));
-        let result = if next_is_file {
+        let ends_output = last && self.stream.is_none() && self.parts.is_empty();
+        let result = if next_is_file || ends_output {
             // Let the head ride in the same segment as the file's start.
             nix::sys::socket::send(
                 sock.as_raw_fd(),
