@@ -20,6 +20,7 @@ use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen,
     setsockopt, socket, sockopt,
 };
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 
 use crate::config::ListenAddr;
 use crate::reexec::InheritedListeners;
@@ -114,6 +115,23 @@ impl std::error::Error for ListenError {}
 
 /// systemd's default `Backlog=` (SOMAXCONN); std's bind would use 128.
 const BACKLOG: i32 = 4096;
+
+/// TCP_DEFER_ACCEPT for the TCP sockets spyglass binds itself (activated
+/// ones carry the unit's `DeferAcceptSec=`). Short, because the header
+/// timeout only starts at accept: a client that connects and stays silent
+/// is handed over after about a second and then timed out as usual.
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+sockopt_impl!(
+    /// TCP_DEFER_ACCEPT, which nix does not name: accept(2) hands over a
+    /// connection only once the client has sent data, or the given seconds
+    /// after the handshake (the kernel counts them in SYN-ACK retransmits).
+    TcpDeferAccept,
+    Both,
+    libc::IPPROTO_TCP,
+    libc::TCP_DEFER_ACCEPT,
+    libc::c_int
+);
 
 impl Listeners {
     /// Take the sockets a previous image of ours handed over on reload, or
@@ -304,6 +322,11 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
     setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
+    // HTTP clients speak first: let accept(2) hand over a connection only
+    // once its request has arrived (or DEFER_ACCEPT_SECS after the
+    // handshake), so a worker never wakes for a connection it cannot
+    // serve yet, and connections that never send anything cost nothing.
+    setsockopt(&fd, TcpDeferAccept, &DEFER_ACCEPT_SECS)?;
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     listen(&fd, Backlog::new(BACKLOG)?)?;
     let local = TcpListener::from(fd.try_clone()?).local_addr()?;

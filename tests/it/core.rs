@@ -141,6 +141,65 @@ fn binds_its_own_sockets_with_a_large_backlog_and_no_idle_exit() {
     assert!(!path.exists(), "the socket file we created is removed");
 }
 
+/// The kernel's side of a connection to `port` from `client`, as `ss` names
+/// its state ("SYN-RECV", "ESTAB", ...), if it has one.
+fn server_side_state(port: u16, client: SocketAddr) -> Option<String> {
+    let ss = Command::new("ss")
+        .args([
+            "-Htna",
+            &format!("sport = :{port} and dport = :{}", client.port()),
+        ])
+        .output()
+        .expect("ss (iproute2)");
+    let out = String::from_utf8_lossy(&ss.stdout).into_owned();
+    out.split_whitespace().next().map(str::to_owned)
+}
+
+#[test]
+fn a_bound_tcp_socket_hands_over_connections_only_with_data() {
+    let site = site();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut p = Launch::spyglass()
+        .arg(site.path().to_str().unwrap())
+        .args(["--workers", "1", "--listen", &addr.to_string()])
+        .notify()
+        .start();
+    p.ready();
+    // TCP_DEFER_ACCEPT (1 s): a silent client's connection stays a request
+    // in the kernel (SYN-RECV on the server side) instead of being accepted.
+    // Without the option it is ESTAB before connect() returns. After about
+    // a second the kernel hands it over anyway, so a look that came that
+    // late proves nothing and is taken again.
+    let mut silent = None;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let c = TcpStream::connect(addr).unwrap();
+        let state = server_side_state(port, c.local_addr().unwrap());
+        if t.elapsed() < Duration::from_millis(800) {
+            silent = Some((c, state));
+            break;
+        }
+    }
+    let (mut c, state) = silent.expect("a timely look at a silent connection");
+    assert_eq!(
+        state.as_deref(),
+        Some("SYN-RECV"),
+        "a connection that has sent nothing is not accepted"
+    );
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait_exit(T).and_then(|s| s.code()), Some(0));
+}
+
 #[test]
 fn idle_exit_sends_stopping_and_exits_zero() {
     let mut r = running(&["--workers", "2", "--idle-timeout", "1s"]);
