@@ -324,9 +324,12 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
     setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     // HTTP clients speak first: let accept(2) hand over a connection only
     // once its request has arrived (or DEFER_ACCEPT_SECS after the
-    // handshake), so a worker never wakes for a connection it cannot
-    // serve yet, and connections that never send anything cost nothing.
-    setsockopt(&fd, TcpDeferAccept, &DEFER_ACCEPT_SECS)?;
+    // handshake), so a worker does not wake, accept, read nothing and
+    // register for a connection it cannot serve yet. An optimisation, not
+    // a requirement: where the kernel (or a sandbox) lacks it, serve anyway.
+    if let Err(e) = setsockopt(&fd, TcpDeferAccept, &DEFER_ACCEPT_SECS) {
+        tracing::warn!(address = %addr, error = %e, "TCP_DEFER_ACCEPT not available");
+    }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     listen(&fd, Backlog::new(BACKLOG)?)?;
     let local = TcpListener::from(fd.try_clone()?).local_addr()?;
