@@ -43,11 +43,7 @@ fn fake_activation_reports_ready_only_with_every_worker() {
 fn systemd_socket_activate_starts_it_on_the_first_connection() {
     let site = site();
     let notify = Notify::new();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut p = Launch::new("systemd-socket-activate")
         .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=web"])
         .args(["-E", &format!("NOTIFY_SOCKET={}", notify.path().display())])
@@ -106,11 +102,7 @@ fn several_activated_sockets_tcp_and_unix() {
 #[test]
 fn binds_its_own_sockets_with_a_large_backlog_and_no_idle_exit() {
     let site = site();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("own.sock");
     let mut p = Launch::spyglass()
@@ -158,11 +150,7 @@ fn server_side_state(port: u16, client: SocketAddr) -> Option<String> {
 #[test]
 fn a_bound_tcp_socket_hands_over_connections_only_with_data() {
     let site = site();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut p = Launch::spyglass()
         .arg(site.path().to_str().unwrap())

@@ -72,6 +72,11 @@ pub fn tcp_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").expect("bind")
 }
 
+/// A loopback port that was free a moment ago, for a server to bind.
+pub fn free_port() -> u16 {
+    tcp_listener().local_addr().expect("local address").port()
+}
+
 /// The receiving end of `NOTIFY_SOCKET`.
 pub struct Notify {
     sock: UnixDatagram,
