@@ -355,7 +355,9 @@ fn pending_responses_do_not_block_the_worker() {
 
 #[test]
 fn a_client_that_does_not_read_is_dropped() {
-    let (mut p, addr) = app(&["--write-timeout", "1s"]);
+    // Longer than the master's 1 s STATUS period, so that STATUS is sure to
+    // show the request in flight before the server gives up.
+    let (mut p, addr) = app(&["--write-timeout", "3s"]);
     let mut c = Client::connect(addr);
     p.notify.as_mut().unwrap().clear();
     c.send(b"GET /stream?n=100000000 HTTP/1.1\r\nHost: t\r\n\r\n");
