@@ -185,6 +185,11 @@ const COALESCE: usize = 16 * 1024;
 const STREAM_PIECE: usize = 16 * 1024;
 /// At most this many iovecs per writev.
 const MAX_IOV: usize = 8;
+/// A head is held back (MSG_MORE) to share its segment with a file region
+/// this long or shorter. For longer files the saving is nil, and holding
+/// the head made a 1 MiB sendfile cost 3-5x the CPU on a kernel pacing
+/// TCP itself (BBR without the fq qdisc): measured, bench/run --static.
+const CORK_FILE_MAX: u64 = 64 * 1024;
 
 impl Output {
     pub fn new() -> Output {
@@ -355,16 +360,18 @@ impl Output {
     }
 
     /// One write of the buffer and leading byte parts: a writev, or a send
-    /// with MSG_MORE when a file follows (the head rides in the same segment
-    /// as the file's start) or when these bytes end the output of a `last`
+    /// with MSG_MORE when a small file follows (the head rides in the same
+    /// segment as the file) or when these bytes end the output of a `last`
     /// response (the close that follows sends them with the FIN: one segment
     /// fewer per connection). `None` when the socket is full.
     fn write_buffered(&mut self, sock: BorrowedFd<'_>, last: bool) -> io::Result<Option<usize>> {
         let pending = &self.buf[self.pos..];
-        let next_is_file = matches!(self.parts.front(), Some(Part::File { .. }));
+        let small_file_next = matches!(
+            self.parts.front(),
+            Some(Part::File { len, .. }) if *len <= CORK_FILE_MAX
+        );
         let ends_output = last && self.stream.is_none() && self.parts.is_empty();
-        let result = if next_is_file || ends_output {
-            // Let the head ride in the same segment as the file's start.
+        let result = if small_file_next || ends_output {
             nix::sys::socket::send(
                 sock.as_raw_fd(),
                 pending,
