@@ -539,8 +539,7 @@ impl Conn {
     }
 
     fn send(&mut self, ctx: &mut Ctx<'_>) -> Step {
-        let last = !self.keep_alive || ctx.stopping;
-        match self.out.flush(self.sock.as_fd(), last) {
+        match self.out.flush(self.sock.as_fd(), self.closes_after(ctx)) {
             Ok(Flush::Done) => self.finish(ctx),
             Ok(Flush::Blocked) => {
                 self.deadline = ctx.now_ms + ms(ctx.cfg.write_timeout);
@@ -559,6 +558,13 @@ impl Conn {
         }
     }
 
+    /// The connection ends once the response in hand is sent. `send` holds
+    /// the response's last bytes back for the FIN on this same answer, so
+    /// the two must never disagree.
+    fn closes_after(&self, ctx: &Ctx<'_>) -> bool {
+        !self.keep_alive || ctx.stopping
+    }
+
     /// The response is sent: log it, then keep the connection or close it.
     fn finish(&mut self, ctx: &mut Ctx<'_>) -> Step {
         self.served += 1;
@@ -569,7 +575,7 @@ impl Conn {
                 self.log_access(&x, ctx);
             }
         }
-        if !self.keep_alive || ctx.stopping {
+        if self.closes_after(ctx) {
             if self.input.is_empty() && !self.linger_on_close {
                 return Step::Wait(Wants::Close);
             }

@@ -20,7 +20,7 @@ use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, getsockopt, listen,
     setsockopt, socket, sockopt,
 };
-use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
+use nix::{setsockopt_impl, sockopt_impl};
 
 use crate::config::ListenAddr;
 use crate::reexec::InheritedListeners;
@@ -127,7 +127,7 @@ sockopt_impl!(
     /// connection only once the client has sent data, or the given seconds
     /// after the handshake (the kernel counts them in SYN-ACK retransmits).
     TcpDeferAccept,
-    Both,
+    SetOnly,
     libc::IPPROTO_TCP,
     libc::TCP_DEFER_ACCEPT,
     libc::c_int
