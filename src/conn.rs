@@ -27,7 +27,7 @@ use crate::handler::{
 };
 use crate::request::{self, ChunkedDecoder, Framing as BodyFraming, Head, Limits, Parsed};
 use crate::response::{self, DateCache, Flush, Output, Plan};
-use crate::scoreboard::{WorkerSlot, now_ms};
+use crate::scoreboard::now_ms;
 
 /// What the worker shares with every connection for one call.
 pub struct Ctx<'a> {
@@ -38,9 +38,24 @@ pub struct Ctx<'a> {
     pub now_ms: u64,
     pub access_log: bool,
     pub pid: u32,
-    pub slot: WorkerSlot,
+    /// The worker's running totals, which its loop publishes.
+    pub tally: &'a mut Tally,
     /// The worker is stopping: finish what is in flight, keep nothing open.
     pub stopping: bool,
+}
+
+/// What a worker's connections have done, counted here and published by the
+/// worker's loop (the scoreboard's one writer).
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Responses sent in full.
+    pub served: u64,
+    /// Of which by status class, 1xx to 5xx.
+    pub by_class: [u64; 5],
+    /// Response body bytes sent.
+    pub bytes: u64,
+    /// Monotonic ms of the last accept, finished response or close.
+    pub last_active: u64,
 }
 
 /// What a connection waits for next.
@@ -568,9 +583,12 @@ impl Conn {
     /// The response is sent: log it, then keep the connection or close it.
     fn finish(&mut self, ctx: &mut Ctx<'_>) -> Step {
         self.served += 1;
-        ctx.slot.add_served();
-        ctx.slot.touch(ctx.now_ms);
+        ctx.tally.served += 1;
+        ctx.tally.bytes += self.out.body_sent();
+        ctx.tally.last_active = ctx.now_ms;
         if let Some(x) = self.exchange.take() {
+            let class = usize::from(x.status.as_u16() / 100).clamp(1, 5);
+            ctx.tally.by_class[class - 1] += 1;
             if ctx.access_log {
                 self.log_access(&x, ctx);
             }

@@ -363,8 +363,15 @@ impl<'a> Master<'a> {
         self.phase = Phase::Draining {
             deadline: now_ms() + grace.as_millis() as u64,
         };
-        tracing::info!(workers = self.workers.len(), "stopping gracefully: {why}");
-        let _ = self.notifier.stopping(&format!("stopping: {why}"));
+        let in_flight = self.in_flight();
+        tracing::info!(
+            workers = self.workers.len(),
+            in_flight,
+            "stopping gracefully: {why}"
+        );
+        let _ = self
+            .notifier
+            .stopping(&format!("stopping: {why}, {in_flight} in flight"));
         let _ = self.notifier.extend_timeout(grace + Duration::from_secs(5));
         for w in &mut self.workers {
             let _ = (&w.channel).write_all(&[MSG_STOP]);

@@ -1,8 +1,9 @@
 //! The scoreboard: one cache line of counters per worker slot, in memory
 //! shared by the master and all workers (created before the first fork).
 //!
-//! Workers write only their own slot; the master reads all of them to decide
-//! idleness, to spot a stuck worker and to build its `STATUS=` line. Plain
+//! Each worker writes only its own slot, in one place (once per turn of its
+//! event loop); the master reads all of them to decide idleness, to spot a
+//! stuck worker and to build its `STATUS=` line. Plain
 //! relaxed atomics suffice: each value is a single word with one writer, and
 //! nothing is derived from the order of two different words.
 
@@ -10,6 +11,8 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use nix::time::{ClockId, clock_gettime};
+
+use crate::conn::Tally;
 
 /// Milliseconds on the monotonic clock, comparable across processes.
 pub fn now_ms() -> u64 {
@@ -19,19 +22,30 @@ pub fn now_ms() -> u64 {
     }
 }
 
-const SLOT_WORDS: usize = 8; // 64 bytes: one cache line per worker
+const SLOT_WORDS: usize = 16; // 128 bytes: two cache lines per worker
 
 #[derive(Clone, Copy)]
 #[repr(usize)]
 enum Word {
     /// Requests answered since the slot was (re)assigned.
     Served,
-    /// Connections with work in progress (see [`WorkerSlot::set_busy`]).
+    /// Connections with a request in flight.
     Busy,
-    /// Monotonic ms of the last accept or finished request.
+    /// Monotonic ms of the last accept, finished request or closed
+    /// connection.
     LastActive,
     /// Monotonic ms of the last turn of the worker's event loop.
     Heartbeat,
+    /// Open connections.
+    Open,
+    /// Response body bytes sent.
+    Bytes,
+    /// Responses by status class: 1xx (interim, never counted) to 5xx.
+    Class1,
+    Class2,
+    Class3,
+    Class4,
+    Class5,
 }
 
 /// Slots for up to `capacity` workers.
@@ -41,10 +55,23 @@ pub struct Scoreboard {
     capacity: usize,
 }
 
-/// One worker's view of its own slot.
+/// One worker's slot: written by that worker alone ([`WorkerSlot::publish`],
+/// once per turn of its event loop), read by the master.
 #[derive(Clone, Copy)]
 pub struct WorkerSlot {
     words: &'static [AtomicU64],
+}
+
+/// What a worker publishes each turn of its loop.
+pub struct Published<'a> {
+    /// Now, on the monotonic clock: the loop is turning.
+    pub heartbeat: u64,
+    /// Connections with a request in flight.
+    pub busy: u64,
+    /// Open connections.
+    pub open: u64,
+    /// The worker's running totals.
+    pub tally: &'a Tally,
 }
 
 impl Scoreboard {
@@ -75,7 +102,8 @@ impl WorkerSlot {
         self.words[w as usize].store(v, Relaxed)
     }
 
-    /// Zero the slot and stamp it, before a worker is forked into it.
+    /// Zero the slot and stamp it, before a worker is forked into it (the
+    /// master's only write: no worker owns the slot at that moment).
     pub fn reset(&self, now: u64) {
         for w in self.words {
             w.store(0, Relaxed);
@@ -84,13 +112,34 @@ impl WorkerSlot {
         self.set(Word::Heartbeat, now);
     }
 
+    /// The worker's one write per loop turn.
+    pub fn publish(&self, p: &Published<'_>) {
+        let t = p.tally;
+        self.set(Word::Heartbeat, p.heartbeat);
+        self.set(Word::Busy, p.busy);
+        self.set(Word::Open, p.open);
+        self.set(Word::Served, t.served);
+        self.set(Word::Bytes, t.bytes);
+        if t.last_active > 0 {
+            self.set(Word::LastActive, t.last_active);
+        }
+        for (i, w) in [
+            Word::Class1,
+            Word::Class2,
+            Word::Class3,
+            Word::Class4,
+            Word::Class5,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            self.set(w, t.by_class[i]);
+        }
+    }
+
     /// Requests answered.
     pub fn served(&self) -> u64 {
         self.get(Word::Served)
-    }
-    /// One more request answered.
-    pub fn add_served(&self) {
-        self.words[Word::Served as usize].fetch_add(1, Relaxed);
     }
 
     /// Connections with work in progress: from accept until the first
@@ -99,26 +148,14 @@ impl WorkerSlot {
     pub fn busy(&self) -> u64 {
         self.get(Word::Busy)
     }
-    /// Publish the busy count.
-    pub fn set_busy(&self, n: u64) {
-        self.set(Word::Busy, n)
-    }
 
     /// When the worker last accepted a connection or finished a request.
     pub fn last_active(&self) -> u64 {
         self.get(Word::LastActive)
     }
-    /// Record activity now.
-    pub fn touch(&self, now: u64) {
-        self.set(Word::LastActive, now)
-    }
 
     /// When the worker's event loop last turned.
     pub fn heartbeat(&self) -> u64 {
         self.get(Word::Heartbeat)
-    }
-    /// The event loop turned.
-    pub fn beat(&self, now: u64) {
-        self.set(Word::Heartbeat, now)
     }
 }

@@ -24,12 +24,12 @@ use nix::sys::socket::SockaddrStorage;
 use nix::unistd::{Pid, getppid};
 
 use crate::config::Config;
-use crate::conn::{Conn, Ctx, Wants};
+use crate::conn::{Conn, Ctx, Tally, Wants};
 use crate::handler::{ConnInfo, Handler, Peer, WorkerInfo};
 use crate::listeners::Listener;
 use crate::request::{Limits, MAX_HEADERS_CEILING};
 use crate::response::DateCache;
-use crate::scoreboard::{WorkerSlot, now_ms};
+use crate::scoreboard::{Published, WorkerSlot, now_ms};
 use crate::signals::{Command, Signals};
 
 /// Exit code of a worker that could not boot (its init hook failed): the
@@ -112,6 +112,8 @@ const ACCEPT_BATCH: usize = 8;
 struct Entry {
     conn: Conn,
     generation: u32,
+    /// Whether this connection is in [`InFlight`]'s total.
+    counted: bool,
     /// What the socket is registered for; None until it first waits.
     interest: Option<EpollFlags>,
     /// The stream descriptor registered for this connection, if any.
@@ -129,7 +131,8 @@ struct EventLoop<'a> {
     free: Vec<usize>,
     generation: u32,
     open: usize,
-    busy: usize,
+    in_flight: InFlight,
+    tally: Tally,
     signals: Signals,
     channel: UnixStream,
     handler: Box<dyn Handler>,
@@ -180,7 +183,8 @@ impl<'a> EventLoop<'a> {
             free: Vec::new(),
             generation: 0,
             open: 0,
-            busy: 0,
+            in_flight: InFlight::default(),
+            tally: Tally::default(),
             signals,
             channel: setup.channel,
             handler,
@@ -234,7 +238,6 @@ impl<'a> EventLoop<'a> {
                 }
             };
             let now = now_ms();
-            self.slot.beat(now);
             for ev in &events[..n] {
                 match ev.data() {
                     SIGNALS => {
@@ -261,11 +264,22 @@ impl<'a> EventLoop<'a> {
                     let _ = self.set_accepting(true);
                 }
             }
-            self.slot.set_busy(self.busy as u64);
+            self.publish(now);
             if self.stopping && (self.open == 0 || now >= self.stop_deadline) {
                 return 0;
             }
         }
+    }
+
+    /// Write this loop turn's figures to the worker's scoreboard slot: the
+    /// only place a worker writes shared memory.
+    fn publish(&self, now: u64) {
+        self.slot.publish(&Published {
+            heartbeat: now,
+            busy: self.in_flight.total() as u64,
+            open: self.open as u64,
+            tally: &self.tally,
+        });
     }
 
     fn max_open(&self) -> usize {
@@ -361,12 +375,12 @@ impl<'a> EventLoop<'a> {
         self.conns[i] = Some(Entry {
             conn,
             generation: self.generation,
+            counted: false,
             interest: None,
             source: None,
         });
         self.open += 1;
-        self.busy += 1; // a new connection is busy until its first response
-        self.slot.touch(now);
+        self.tally.last_active = now;
         // Read at once rather than register and wait: by the time a loaded
         // server accepts, the request has usually arrived, and a request
         // answered on the spot (a `Connection: close` one, say) never costs
@@ -385,13 +399,12 @@ impl<'a> EventLoop<'a> {
         self.with_conn(i, now, |conn, ctx| conn.drive(ctx));
     }
 
-    /// Run `f` on connection `i` with a fresh context, then apply what it
-    /// wants next and keep the busy count true.
+    /// Run `f` on connection `i` with a fresh context, then bring its
+    /// in-flight count up to date and apply what it wants next.
     fn with_conn(&mut self, i: usize, now: u64, f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> Wants) {
         let Some(entry) = self.conns[i].as_mut() else {
             return;
         };
-        let was_busy = entry.conn.busy();
         let mut ctx = Ctx {
             handler: &mut *self.handler,
             cfg: &self.config.http,
@@ -400,19 +413,14 @@ impl<'a> EventLoop<'a> {
             now_ms: now,
             access_log: self.config.access_log,
             pid: self.pid,
-            slot: self.slot,
+            tally: &mut self.tally,
             stopping: self.stopping,
         };
         let wants = f(&mut entry.conn, &mut ctx);
-        let is_busy = entry.conn.busy();
         if wants == Wants::Close {
             return self.remove(i, now);
         }
-        match (was_busy, is_busy) {
-            (false, true) => self.busy += 1,
-            (true, false) => self.busy -= 1,
-            _ => {}
-        }
+        self.in_flight.set(&mut entry.counted, entry.conn.busy());
         let token = (u64::from(entry.generation) << 32) | i as u64;
         if apply(&self.epoll, entry, wants, token).is_err() {
             self.remove(i, now);
@@ -420,13 +428,11 @@ impl<'a> EventLoop<'a> {
     }
 
     fn remove(&mut self, i: usize, now: u64) {
-        if let Some(entry) = self.conns[i].take() {
-            if entry.conn.busy() {
-                self.busy -= 1;
-            }
+        if let Some(mut entry) = self.conns[i].take() {
+            self.in_flight.set(&mut entry.counted, false);
             self.open -= 1;
             self.free.push(i);
-            self.slot.touch(now);
+            self.tally.last_active = now;
             // Closing the socket (and the stream, if any) removes them from
             // the epoll set: nothing else holds them.
             drop(entry);
@@ -434,12 +440,47 @@ impl<'a> EventLoop<'a> {
     }
 
     fn sweep(&mut self, now: u64) {
+        debug_assert_eq!(
+            self.in_flight.total(),
+            self.conns.iter().flatten().filter(|e| e.counted).count(),
+            "the in-flight total drifted from the connections it counts"
+        );
         for i in 0..self.conns.len() {
             let due = matches!(&self.conns[i], Some(e) if e.conn.deadline <= now);
             if due {
                 self.with_conn(i, now, |conn, ctx| conn.expire(ctx));
             }
         }
+    }
+}
+
+/// Connections with a request in flight ([`Conn::busy`]). The total
+/// changes in [`InFlight::set`] alone, against each connection's own
+/// `counted` flag, so no sequence of states that one call passes through
+/// (a new connection answered and closed, a lingering close that ends, a
+/// kept-alive connection that sends half a request and hangs up) can count a
+/// connection twice or subtract one that was never added.
+#[derive(Default)]
+struct InFlight {
+    total: usize,
+}
+
+impl InFlight {
+    /// Make `counted` (whether the connection is in the total) say `busy`.
+    fn set(&mut self, counted: &mut bool, busy: bool) {
+        match (*counted, busy) {
+            (false, true) => self.total += 1,
+            (true, false) => {
+                debug_assert!(self.total > 0, "in-flight count below zero");
+                self.total = self.total.saturating_sub(1);
+            }
+            _ => return,
+        }
+        *counted = busy;
+    }
+
+    fn total(&self) -> usize {
+        self.total
     }
 }
 

@@ -7,6 +7,7 @@ mod support;
 mod cgi;
 mod core;
 mod http;
+mod idle;
 mod sdbox;
 mod static_files;
 mod systemd;
