@@ -13,7 +13,7 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     Config, HttpConfig, IdleTimeout, ListenAddr, LogTarget, Size, Timeout, Timespan,
@@ -223,9 +223,13 @@ pub struct SiteArgs {
 #[command(
     name = "spyglass",
     version,
-    about = "A socket-activated, pre-forking HTTP/1.1 server"
+    about = "A socket-activated, pre-forking HTTP/1.1 server",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// What to serve.
     #[command(flatten)]
     pub site: SiteArgs,
@@ -234,9 +238,49 @@ pub struct Cli {
     pub server: ServerArgs,
 }
 
+/// The `spyglass` binary's subcommands.
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Check the configuration as the service would load it (flags,
+    /// SPYGLASS_* variables, ROOT and CGI directories opened), print it,
+    /// and exit 0, or 78 with the reason.
+    Check(SiteCheck),
+}
+
+/// `spyglass check`: the same flags as serving.
+#[derive(Args, Clone, Debug)]
+pub struct SiteCheck {
+    /// What would be served.
+    #[command(flatten)]
+    pub site: SiteArgs,
+    /// How.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
 /// The command line of a library user's server: the shared flags only.
 #[derive(Parser, Clone, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AppCli {
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<AppCommand>,
+    /// The shared flags.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// A library user's server's subcommands.
+#[derive(Subcommand, Clone, Debug)]
+pub enum AppCommand {
+    /// Check the flags and SPYGLASS_* variables, print the configuration,
+    /// and exit 0, or 2 with the reason.
+    Check(AppCheck),
+}
+
+/// `check` for a library user's server.
+#[derive(Args, Clone, Debug)]
+pub struct AppCheck {
     /// The shared flags.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -319,35 +363,32 @@ impl ServerArgs {
     }
 }
 
-/// Parse the command line; on a bad flag print one line naming it and exit
-/// 2. `--help` and `--version` print and exit 0.
-pub fn parse_or_exit<P: Parser>() -> P {
-    match P::try_parse() {
-        Ok(p) => p,
-        Err(e) => exit_with(&e),
-    }
-}
-
-/// Print a clap error the way spyglass reports bad flags, then exit.
-pub fn exit_with(e: &clap::Error) -> ! {
+/// Parse the command line. `--help` and `--version` print and exit 0; a bad
+/// flag is `Err` with one line naming it (the caller exits 2, see
+/// [`crate::server::exit_misconfigured`]).
+pub fn parse<P: Parser>() -> Result<P, String> {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        let _ = e.print();
-        std::process::exit(0);
+    match P::try_parse() {
+        Ok(p) => Ok(p),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("bad arguments");
+            Err(line.strip_prefix("error: ").unwrap_or(line).to_owned())
+        }
     }
-    usage_error(e.to_string().lines().next().unwrap_or("bad arguments"))
 }
 
-/// One line on stderr, exit code 2: the convention for bad usage.
-pub fn usage_error(line: &str) -> ! {
-    let prog = std::env::args_os()
+/// The program's name as invoked, for error lines.
+pub fn program() -> String {
+    std::env::args_os()
         .next()
         .map(PathBuf::from)
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "spyglass".into());
-    let line = line.strip_prefix("error: ").unwrap_or(line);
-    eprintln!("{prog}: {line} (try --help)");
-    std::process::exit(2)
+        .unwrap_or_else(|| "spyglass".into())
 }
 
 fn parse_switch(s: &str) -> Result<bool, String> {

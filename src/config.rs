@@ -98,6 +98,59 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The effective configuration as `flag value` pairs, in `--help`
+    /// order, for `spyglass check`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let h = &self.http;
+        let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
+        vec![
+            (
+                "listen",
+                format!("{} (when systemd passes no socket)", listen.join(", ")),
+            ),
+            ("workers", self.workers.to_string()),
+            (
+                "idle-timeout",
+                match self.idle_timeout {
+                    IdleTimeout::Auto => format!(
+                        "{} when socket-activated, never otherwise",
+                        d(IdleTimeout::ACTIVATED_DEFAULT)
+                    ),
+                    IdleTimeout::Never => "never".into(),
+                    IdleTimeout::After(t) => d(t),
+                },
+            ),
+            ("graceful-timeout", d(self.graceful_timeout)),
+            (
+                "worker-timeout",
+                self.worker_timeout.map_or_else(|| "never".into(), d),
+            ),
+            (
+                "log-target",
+                format!("{:?}", self.log_target).to_lowercase(),
+            ),
+            ("log-level", self.log_level.to_string().to_lowercase()),
+            (
+                "access-log",
+                if self.access_log { "on" } else { "off" }.into(),
+            ),
+            ("max-request-line", h.max_request_line.to_string()),
+            ("max-head", h.max_head.to_string()),
+            ("max-headers", h.max_headers.to_string()),
+            ("max-body", h.max_body.to_string()),
+            ("body-buffer", h.body_buffer.to_string()),
+            ("header-timeout", d(h.header_timeout)),
+            ("body-timeout", d(h.body_timeout)),
+            ("keepalive-timeout", d(h.keepalive_timeout)),
+            ("write-timeout", d(h.write_timeout)),
+            ("max-requests", h.max_requests.to_string()),
+            ("max-connections", h.max_connections.to_string()),
+        ]
+    }
+}
+
 /// The CPUs this process may run on (its affinity mask, so a
 /// `CPUAffinity=` or a container limit is honoured), at least 1.
 pub fn default_workers() -> usize {

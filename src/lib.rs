@@ -40,7 +40,7 @@ mod reexec;
 pub mod request;
 mod response;
 mod scoreboard;
-mod server;
+pub mod server;
 pub mod signals;
 pub mod site;
 pub mod static_files;

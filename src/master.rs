@@ -18,6 +18,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid};
 
 use crate::config::Config;
+use crate::handler::{Handler, Request, Response, WorkerInfo, status_response};
 use crate::listeners::Listeners;
 use crate::notify::Notifier;
 use crate::reexec::Reexec;
@@ -82,9 +83,17 @@ pub struct Master<'a> {
     respawn_after: Vec<u64>,
     reexec: Reexec,
     last_status: String,
+    /// Why the pool answers every request 503 instead of serving: a
+    /// configuration error ([`crate::server::exit_misconfigured`]), or an
+    /// app whose workers cannot boot, under socket activation (a client
+    /// is waiting in the socket; an exit would only start us again).
+    refusing: Option<String>,
+    /// A worker failed to boot (seen by the reaper, acted on in the loop).
+    boot_failure: Option<String>,
+    /// The run ends as failed, with this reason, however it stops.
+    failed: Option<String>,
     next_status: u64,
     next_watchdog: u64,
-    failure: Option<String>,
 }
 
 /// How often STATUS= is refreshed (only when it changed).
@@ -116,19 +125,29 @@ impl<'a> Master<'a> {
             retired_served: 0,
             reexec,
             last_status: String::new(),
+            refusing: None,
+            boot_failure: None,
+            failed: None,
             next_status: 0,
             next_watchdog: 0,
-            failure: None,
         }
+    }
+
+    /// Say in `STATUS=` that the workers answer 503 for a configuration
+    /// error, and why.
+    pub fn refusing(mut self, why: Option<String>) -> Master<'a> {
+        self.refusing = why;
+        self
     }
 
     /// Run until stopped; the caller exits with the result.
     pub fn run(mut self, make: MakeHandler<'_>) -> Exit {
+        let mut refuse = refuser();
         self.adopt_inherited();
         if let Some(t) = self.idle_timeout {
             tracing::info!(idle_timeout = ?t, "will exit when idle");
         }
-        self.spawn_missing(make);
+        self.spawn_missing(self.maker(make, &mut refuse));
         loop {
             let commands = self.wait();
             self.reap_all();
@@ -143,16 +162,16 @@ impl<'a> Master<'a> {
                 }
             }
             self.read_channels();
-            if self.failure.is_some() {
-                self.kill_all("a worker failed to boot");
+            if let Some(why) = self.boot_failure.take() {
+                self.after_boot_failure(why);
             }
             match self.phase {
                 Phase::Booting => {
-                    self.spawn_missing(make);
+                    self.spawn_missing(self.maker(make, &mut refuse));
                     self.announce_ready();
                 }
                 Phase::Running => {
-                    self.spawn_missing(make);
+                    self.spawn_missing(self.maker(make, &mut refuse));
                     self.kill_stuck();
                     self.check_idle();
                 }
@@ -168,10 +187,39 @@ impl<'a> Master<'a> {
             self.report_status();
             self.ping_watchdog();
         }
-        match self.failure {
+        match self.failed {
             Some(f) => Exit::Failed(f),
             None => Exit::Clean,
         }
+    }
+
+    /// The app's handler, or the 503 one while refusing.
+    fn maker<'m>(&self, app: MakeHandler<'m>, refuse: MakeHandler<'m>) -> MakeHandler<'m> {
+        if self.refusing.is_some() { refuse } else { app }
+    }
+
+    /// A worker could not boot. Under socket activation, while the pool
+    /// is still booting, the pool turns to answering 503 until idle (the
+    /// run then ends as failed): exiting at once would leave the waiting
+    /// client in the socket, and systemd would start us again for it, in a
+    /// loop. Otherwise stop now.
+    fn after_boot_failure(&mut self, why: String) {
+        self.failed.get_or_insert_with(|| why.clone());
+        let refuse =
+            self.phase == Phase::Booting && self.listeners.activated && self.refusing.is_none();
+        if !refuse {
+            return self.kill_all("a worker failed to boot");
+        }
+        tracing::error!(
+            "{why}; answering 503 until idle, then exiting with status {}",
+            crate::server::EXIT_FAILURE
+        );
+        for w in &mut self.workers {
+            let _ = kill(w.pid, Signal::SIGKILL);
+            w.stopping = true;
+        }
+        self.respawn_after.fill(0);
+        self.refusing = Some(why);
     }
 
     /// Sleep until a signal, a worker message, or the next thing to check.
@@ -241,8 +289,8 @@ impl<'a> Master<'a> {
                 } else {
                     how.clone()
                 };
-                tracing::error!(pid = pid.as_raw(), "worker failed to boot: {why}; stopping");
-                self.failure
+                tracing::error!(pid = pid.as_raw(), "worker failed to boot: {why}");
+                self.boot_failure
                     .get_or_insert(format!("worker {} failed to boot: {why}", pid.as_raw()));
             } else if expected {
                 tracing::info!(pid = pid.as_raw(), "worker exited: {how}");
@@ -254,7 +302,7 @@ impl<'a> Master<'a> {
 
     /// Fork workers until the pool has `target` live ones.
     fn spawn_missing(&mut self, make: MakeHandler<'_>) {
-        if self.failure.is_some() {
+        if self.boot_failure.is_some() || matches!(self.phase, Phase::Draining { .. }) {
             return;
         }
         let now = now_ms();
@@ -542,6 +590,9 @@ impl<'a> Master<'a> {
             }
             (Phase::Running, None) => {}
         }
+        if let Some(why) = &self.refusing {
+            s = format!("answering 503: {why}; {s}");
+        }
         s
     }
 
@@ -575,6 +626,15 @@ impl<'a> Master<'a> {
         if fresh {
             let _ = self.notifier.watchdog();
         }
+    }
+}
+
+/// The 503 handler of a refusing pool.
+fn refuser() -> impl FnMut(WorkerInfo) -> Result<Box<dyn Handler>, Box<dyn std::error::Error>> {
+    |_| {
+        Ok(Box::new(|_: Request| -> Response {
+            status_response(http::StatusCode::SERVICE_UNAVAILABLE)
+        }))
     }
 }
 

@@ -6,8 +6,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 
-use crate::cli::{self, AppCli};
-use crate::config::Config;
+use crate::cli::{self, AppCli, AppCommand};
+use crate::config::{Config, IdleTimeout};
 use crate::handler::{Handler, WorkerInfo};
 use crate::listeners::{ListenError, Listeners};
 use crate::master::{Exit, Master};
@@ -36,6 +36,26 @@ use crate::worker::MakeHandler;
 /// its workers, and only a single-threaded process forks safely.
 pub struct Server {
     config: Config,
+    /// A configuration error: answer 503 until idle, then fail with it.
+    refusing: Option<String>,
+}
+
+/// Exit status of a run that failed (a worker could not boot, say).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit status for a bad flag or `SPYGLASS_*` variable.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status for a configuration that cannot be served: a missing or
+/// unreadable ROOT or CGI directory (`EX_CONFIG` of sysexits.h). The units
+/// do not restart on it (`RestartPreventExitStatus=`).
+pub const EXIT_CONFIG: i32 = 78;
+
+/// What is wrong with a configuration that cannot start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misconfigured {
+    /// A bad flag or variable: exit [`EXIT_USAGE`].
+    Usage,
+    /// A flag's value cannot be served: exit [`EXIT_CONFIG`].
+    Config,
 }
 
 /// Why a server could not start or did not end cleanly.
@@ -47,6 +67,20 @@ pub enum Error {
     Io(io::Error),
     /// A worker failed to boot, so the server stopped.
     Failed(String),
+    /// The configuration cannot be served; the server answered 503 to what
+    /// systemd's socket held until it was idle.
+    Config(String),
+}
+
+impl Error {
+    /// The process exit status for this error.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Error::Config(_) => EXIT_CONFIG,
+            Error::Listen(ListenError::BadFd { .. }) => EXIT_CONFIG,
+            _ => EXIT_FAILURE,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -54,7 +88,7 @@ impl fmt::Display for Error {
         match self {
             Error::Listen(e) => write!(f, "{e}"),
             Error::Io(e) => write!(f, "{e}"),
-            Error::Failed(why) => write!(f, "{why}"),
+            Error::Failed(why) | Error::Config(why) => write!(f, "{why}"),
         }
     }
 }
@@ -70,18 +104,27 @@ impl From<io::Error> for Error {
 impl Server {
     /// Configure from the command line and `SPYGLASS_*` variables, with the
     /// same flags as the `spyglass` binary (less its site flags). A bad
-    /// flag prints one line naming it and exits with code 2.
+    /// flag prints one line naming it and exits with code 2. `APP check`
+    /// prints the configuration and exits.
     pub fn from_args() -> Server {
-        let args: AppCli = cli::parse_or_exit();
-        match args.server.config() {
-            Ok(config) => Server::new(config),
-            Err(e) => cli::usage_error(&e),
+        let args: AppCli = cli::parse().unwrap_or_else(|e| usage_error(&e));
+        let config = args.server.config().unwrap_or_else(|e| usage_error(&e));
+        match args.command {
+            Some(AppCommand::Check(check)) => {
+                let config = check.server.config().unwrap_or_else(|e| usage_error(&e));
+                print_config(&config.describe());
+                std::process::exit(0)
+            }
+            None => Server::new(config),
         }
     }
 
     /// Use an explicit configuration.
     pub fn new(config: Config) -> Server {
-        Server { config }
+        Server {
+            config,
+            refusing: None,
+        }
     }
 
     /// The configuration in effect.
@@ -92,14 +135,7 @@ impl Server {
     /// Serve with a handler built once, before the workers are forked: they
     /// share it copy-on-write.
     pub fn serve<H: Handler + 'static>(self, handler: H) -> Result<(), Error> {
-        let mut handler = Some(handler);
-        let mut make = move |_: WorkerInfo| -> Result<Box<dyn Handler>, Box<dyn StdError>> {
-            match handler.take() {
-                Some(h) => Ok(Box::new(h)),
-                None => Err("the handler was already taken".into()),
-            }
-        };
-        self.run(&mut make)
+        self.run(&mut built_once(handler))
     }
 
     /// Serve with a handler built in each worker after the fork (to open a
@@ -124,6 +160,15 @@ impl Server {
         let (reexec, inherited) = Reexec::capture();
         let listeners =
             Listeners::take_or_bind(&self.config.listen, inherited).map_err(Error::Listen)?;
+        self.supervise(listeners, reexec, make)
+    }
+
+    fn supervise(
+        self,
+        listeners: Listeners,
+        reexec: Reexec,
+        make: MakeHandler<'_>,
+    ) -> Result<(), Error> {
         let warning = crate::logging::init(self.config.log_target, self.config.log_level);
         if let Some(w) = warning {
             tracing::warn!("{w}");
@@ -137,19 +182,113 @@ impl Server {
                 "listening"
             );
         }
+        if let Some(why) = &self.refusing {
+            tracing::error!(
+                "configuration error: {why}; answering 503 until idle, then exiting with status {EXIT_CONFIG}"
+            );
+        }
         let scoreboard = Scoreboard::new(self.config.workers.max(1024))?;
         let signals = Signals::for_master()?;
-        let exit = Master::new(&self.config, &listeners, scoreboard, signals, reexec).run(make);
+        let exit = Master::new(&self.config, &listeners, scoreboard, signals, reexec)
+            .refusing(self.refusing.clone())
+            .run(make);
         if !listeners.activated {
             listeners.remove_created();
         }
-        match exit {
-            Exit::Clean => {
+        match (exit, self.refusing) {
+            (Exit::Failed(why), _) => Err(Error::Failed(why)),
+            (Exit::Clean, Some(why)) => {
+                tracing::error!("stopped; exiting with status {EXIT_CONFIG}: {why}");
+                Err(Error::Config(why))
+            }
+            (Exit::Clean, None) => {
                 tracing::info!("stopped");
                 Ok(())
             }
-            Exit::Failed(why) => Err(Error::Failed(why)),
         }
+    }
+}
+
+/// A handler built before the fork, handed to the (one) worker `make` call
+/// of each fork: every worker gets its copy-on-write copy.
+fn built_once<H: Handler + 'static>(
+    handler: H,
+) -> impl FnMut(WorkerInfo) -> Result<Box<dyn Handler>, Box<dyn StdError>> {
+    let mut handler = Some(handler);
+    move |_| match handler.take() {
+        Some(h) => Ok(Box::new(h)),
+        None => Err("the handler was already taken".into()),
+    }
+}
+
+/// One line for a bad flag, then exit 2 (see [`exit_misconfigured`]).
+fn usage_error(line: &str) -> ! {
+    exit_misconfigured(Misconfigured::Usage, line, None)
+}
+
+/// End a process whose flags or configuration cannot be served: one line on
+/// stderr naming the problem, then exit 2 ([`Misconfigured::Usage`]) or 78
+/// ([`Misconfigured::Config`]).
+///
+/// Under socket activation a client is already waiting in systemd's socket,
+/// and an exit that leaves it there makes systemd start the service again at
+/// once, for ever. So when systemd passed sockets, spyglass first serves
+/// them with a handler that answers every request `503 Service Unavailable`
+/// (the reason goes to the log and `STATUS=`, never to clients), as long as
+/// requests keep coming, and exits with the status once idle: one start per
+/// idle period instead of a restart loop, and no client left hanging.
+/// `config` is the configuration if the flags themselves were valid.
+pub fn exit_misconfigured(why: Misconfigured, line: &str, config: Option<Config>) -> ! {
+    let (code, hint) = match why {
+        Misconfigured::Usage => (EXIT_USAGE, " (try --help)"),
+        Misconfigured::Config => (EXIT_CONFIG, ""),
+    };
+    eprintln!("{}: {line}{hint}", cli::program());
+    let (reexec, inherited) = Reexec::capture();
+    let listeners = match Listeners::take_or_bind(&[], inherited) {
+        Ok(l) if l.activated && !l.list.is_empty() => l,
+        _ => std::process::exit(code),
+    };
+    let mut config = config.unwrap_or_else(fallback_config);
+    // One worker is plenty for answering 503.
+    config.workers = 1;
+    let server = Server {
+        config,
+        refusing: Some(line.to_owned()),
+    };
+    // The master answers 503 with its own handler while refusing.
+    let mut nothing = |_: WorkerInfo| -> Result<Box<dyn Handler>, Box<dyn StdError>> {
+        Err("refusing: the master's 503 handler serves".into())
+    };
+    match server.supervise(listeners, reexec, &mut nothing) {
+        Ok(()) => std::process::exit(code),
+        Err(Error::Config(_)) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{}: {e}", cli::program());
+            std::process::exit(code)
+        }
+    }
+}
+
+/// The configuration to refuse with when the flags themselves are bad:
+/// the defaults, with the idle timeout from the environment if it parses,
+/// so that a unit's `SPYGLASS_IDLE_TIMEOUT=` still bounds the refusing run.
+fn fallback_config() -> Config {
+    let mut config = Config::default();
+    if let Some(t) = std::env::var("SPYGLASS_IDLE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<IdleTimeout>().ok())
+    {
+        config.idle_timeout = t;
+    }
+    config
+}
+
+/// Print `flag value` pairs, aligned.
+pub fn print_config(pairs: &[(&str, String)]) {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in pairs {
+        println!("{k:width$}  {v}");
     }
 }
 

@@ -76,6 +76,14 @@ impl Cgi {
                 "not a directory",
             ));
         }
+        // Scripts are found by name in it: a directory this user may not
+        // enter would answer every request 403. A configuration error.
+        nix::unistd::access(&dir, nix::unistd::AccessFlags::X_OK).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("this user may not enter it ({})", io::Error::from(e)),
+            )
+        })?;
         opts.document_root = opts.document_root.canonicalize()?;
         let segments: Vec<String> = prefix
             .split('/')

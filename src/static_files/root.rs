@@ -24,8 +24,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, open, openat2};
 use nix::sys::stat::{FileStat, Mode, fstat};
+use nix::unistd::{AccessFlags, faccessat};
 
 /// Why a path could not be opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,15 @@ impl Root {
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
+        // Every file is opened beneath the root by name: without search
+        // permission on it (a ROOT the service's user may not enter) every
+        // request would be 403. That is a configuration error: say so now.
+        faccessat(&fd, ".", AccessFlags::X_OK, AtFlags::AT_EACCESS).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("this user may not enter it ({})", io::Error::from(e)),
+            )
+        })?;
         let real = std::fs::canonicalize(path)?;
         // Probe once: a kernel before 5.6 answers ENOSYS, and the seccomp
         // filters of older container runtimes answer EPERM for a call they

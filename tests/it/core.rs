@@ -387,12 +387,10 @@ fn a_connected_socket_is_refused_with_a_clear_error() {
 
 #[test]
 fn a_failing_worker_init_stops_the_server() {
-    let l = tcp_listener();
+    // Not socket-activated: nobody is waiting, so it stops at once.
     let mut p = Launch::new(example("app"))
-        .args(["--workers", "2"])
+        .args(["--workers", "2", "--listen", "127.0.0.1:0"])
         .env("APP_FAIL_INIT", "1")
-        .fd(l)
-        .notify()
         .start();
     let status = p.wait_exit(T).expect("stops instead of respawning");
     assert_eq!(status.code(), Some(1));
@@ -404,14 +402,183 @@ fn a_failing_worker_init_stops_the_server() {
         p.log.count("worker failed to boot") <= 4,
         "no respawn storm:\n{log}"
     );
+}
+
+#[test]
+fn a_failing_worker_init_under_activation_answers_503_until_idle() {
+    // Socket-activated, a client is already waiting: exiting would leave it
+    // in the socket and make the activator start us again at once, for
+    // ever. The pool answers 503 instead, and the run ends as failed once
+    // idle.
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut waiting = Client::connect(addr);
+    waiting.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let mut p = Launch::new(example("app"))
+        .args(["--workers", "2", "--idle-timeout", "1s"])
+        .env("APP_FAIL_INIT", "1")
+        .fd(l)
+        .notify()
+        .start();
+    assert_eq!(waiting.response().map(|r| r.status), Some(503));
+    let ready = p.ready();
+    assert!(ready.contains("answering 503: worker "), "{ready}");
+    assert_eq!(get(addr, "/").status, 503);
+    let status = p.wait_exit(T).expect("exits once idle");
+    assert_eq!(status.code(), Some(1), "{}", p.log.text());
+    let log = p.log.text();
+    assert!(log.contains("APP_FAIL_INIT is set"), "{log}");
     assert!(
-        p.notified("READY=1", Duration::ZERO).is_none(),
-        "never ready"
+        log.contains("answering 503 until idle, then exiting with status 1"),
+        "{log}"
     );
     assert!(
-        p.notified("STOPPING=1", Duration::ZERO).is_some(),
-        "STOPPING=1 before exit"
+        p.log.count("worker failed to boot") <= 4,
+        "no respawn storm:\n{log}"
     );
+    assert!(p.notified("STOPPING=1", Duration::ZERO).is_some());
+}
+
+#[test]
+fn a_broken_configuration_exits_78_at_once_when_nothing_waits() {
+    let site = site();
+    let missing = site.path().join("missing");
+    for (args, what) in [
+        (
+            vec![missing.to_str().unwrap().to_owned()],
+            "is not a directory",
+        ),
+        (
+            vec![
+                site.path().to_str().unwrap().to_owned(),
+                "--cgi".into(),
+                format!("/cgi-bin={}", missing.display()),
+            ],
+            "--cgi /cgi-bin=",
+        ),
+    ] {
+        let out = Command::new(spyglass())
+            .args(&args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_broken_configuration_under_activation_answers_503_then_exits_78() {
+    let site = site();
+    let missing = site.path().join("missing");
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut waiting = Client::connect(addr);
+    waiting.send(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let mut p = Launch::spyglass()
+        .arg(missing.to_str().unwrap())
+        .args(["--workers", "3", "--idle-timeout", "1s"])
+        .fd(l)
+        .notify()
+        .start();
+    let res = waiting.response().expect("the waiting client is answered");
+    assert_eq!(res.status, 503);
+    assert!(!res.text().contains("missing"), "no detail to clients");
+    let ready = p.ready();
+    assert!(
+        ready.contains("STATUS=answering 503: ROOT '")
+            && ready.contains("' is not a directory; 1 workers"),
+        "{ready}"
+    );
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/").status, 503);
+    }
+    let status = p.wait_exit(T).expect("exits once idle");
+    assert_eq!(status.code(), Some(78), "{}", p.log.text());
+    let log = p.log.text();
+    assert!(
+        log.lines()
+            .last()
+            .is_some_and(|l| l.contains("exiting with status 78: ROOT '")),
+        "the reason is the last line:\n{log}"
+    );
+}
+
+#[test]
+fn a_bad_flag_under_activation_answers_503_then_exits_2() {
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut waiting = Client::connect(addr);
+    waiting.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let mut p = Launch::spyglass()
+        .env("SPYGLASS_WORKERS", "zero")
+        .env("SPYGLASS_IDLE_TIMEOUT", "1s")
+        .fd(l)
+        .notify()
+        .start();
+    assert_eq!(waiting.response().map(|r| r.status), Some(503));
+    let ready = p.ready();
+    assert!(
+        ready.contains("answering 503: invalid value 'zero' for '--workers"),
+        "{ready}"
+    );
+    assert_eq!(get(addr, "/").status, 503);
+    let status = p.wait_exit(T).expect("exits once idle");
+    assert_eq!(status.code(), Some(2), "{}", p.log.text());
+}
+
+#[test]
+fn check_prints_the_configuration_and_exits_0_or_78() {
+    let site = site();
+    std::fs::create_dir(site.path().join("cgi-bin")).unwrap();
+    let root = site.path().to_str().unwrap();
+    let cgi = format!("/cgi-bin={root}/cgi-bin");
+    let out = Command::new(spyglass())
+        .args(["check", root, "--cgi", &cgi, "--workers", "3"])
+        .env("SPYGLASS_IDLE_TIMEOUT", "90s")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::trim))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+    };
+    assert_eq!(value("root"), root);
+    assert_eq!(value("cgi"), cgi);
+    assert_eq!(value("workers"), "3");
+    assert_eq!(value("idle-timeout"), "1m 30s");
+    assert_eq!(value("header-timeout"), "20s");
+    assert_eq!(value("max-body"), "16777216");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configuration OK"));
+
+    // Each way the service would fail to start, with the reason.
+    let missing = format!("{root}/missing");
+    let bad_cgi = format!("/cgi-bin={missing}");
+    for (args, code, why) in [
+        (vec!["check", &missing], 78, "is not a directory"),
+        (
+            vec!["check", root, "--cgi", &bad_cgi],
+            78,
+            "--cgi /cgi-bin=",
+        ),
+        (vec!["check", root, "--workers", "0"], 2, "--workers"),
+        (
+            vec!["check", root, "--cache-control", "a\x01b"],
+            2,
+            "--cache-control",
+        ),
+    ] {
+        let out = Command::new(spyglass()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "nothing printed as if valid");
+    }
 }
 
 #[test]
@@ -430,7 +597,6 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
         (&["--no-such-flag"], &[], "--no-such-flag"),
         (&[], &[("SPYGLASS_IDLE_TIMEOUT", "soon")], "--idle-timeout"),
         (&[], &[("SPYGLASS_WORKERS", "-1")], "--workers"),
-        (&["/no/such/dir"], &[], "/no/such/dir"),
     ];
     for (args, env, flag) in cases {
         let mut cmd = Command::new(spyglass());

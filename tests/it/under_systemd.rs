@@ -34,9 +34,14 @@ fn boot(env: &[(&str, &str)]) -> Option<Spy> {
 /// As [`boot`]; without the sandbox section when `sandbox` is false (to
 /// measure what the sandbox costs).
 fn boot_with(env: &[(&str, &str)], sandbox: bool) -> Option<Spy> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
-    let socket = std::fs::read_to_string(root.join("spyglass.socket")).unwrap();
-    let mut service = std::fs::read_to_string(root.join("spyglass.service")).unwrap();
+    boot_full(env, sandbox, "/run/spyglass-test/site")
+}
+
+/// As [`boot`], serving `root` (in the box) instead of the staged site.
+fn boot_full(env: &[(&str, &str)], sandbox: bool, root: &str) -> Option<Spy> {
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let socket = std::fs::read_to_string(units.join("spyglass.socket")).unwrap();
+    let mut service = std::fs::read_to_string(units.join("spyglass.service")).unwrap();
     if !sandbox {
         let (start, end) = (
             service.find("# --- Sandbox").unwrap(),
@@ -54,7 +59,7 @@ fn boot_with(env: &[(&str, &str)], sandbox: bool) -> Option<Spy> {
     let service = service
         .replace(
             exec,
-            "ExecStart=/run/spyglass-test/spyglass /run/spyglass-test/site",
+            &format!("ExecStart=/run/spyglass-test/spyglass {root}"),
         )
         .replacen("\n[Install]", &format!("\n{extra}"), 1);
     let sd = boot_or_skip(&[("spyglass.socket", socket), ("spyglass.service", service)])?;
@@ -339,6 +344,116 @@ fn a_killed_worker_is_replaced_and_the_service_stays_active() {
     assert!(
         spy.journal(&["-o", "cat"])
             .contains("worker died: killed by SIGKILL; replacing it")
+    );
+}
+
+/// A broken configuration under the shipped units: the waiting client and
+/// every later one get 503 while requests keep coming, the service starts
+/// once for all of them (no restart loop), then fails with the status and
+/// the reason where `systemctl status` shows them; the socket keeps
+/// listening, so the next request starts it again (to find a fixed
+/// configuration).
+fn broken_configuration(env: &[(&str, &str)], root: &str, prepare: &[&str], code: &str, why: &str) {
+    let mut env = env.to_vec();
+    env.push(("SPYGLASS_IDLE_TIMEOUT", "2s"));
+    let Some(spy) = boot_full(&env, true, root) else {
+        return;
+    };
+    if !prepare.is_empty() {
+        let out = spy.sd.exec(prepare);
+        assert!(out.status.success(), "{prepare:?}: {out:?}");
+    }
+    // Requests for 5 s, well within the idle timeout of each other.
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut answered = 0;
+    while Instant::now() < until {
+        assert_eq!(spy.request("/hello.txt").map(|r| r.0), Some(503));
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        wait_until(T, || spy.show("ActiveState") == "failed"),
+        "still {}",
+        spy.show("ActiveState")
+    );
+    assert_eq!(spy.show("Result"), "exit-code");
+    assert_eq!(spy.show("ExecMainStatus"), code);
+    assert_eq!(spy.show("NRestarts"), "0", "Restart= did not restart it");
+    assert_eq!(spy.sd.show("spyglass.socket", "SubState"), "listening");
+    let starts = spy
+        .journal(&["-o", "cat"])
+        .matches("answering 503 until idle")
+        .count();
+    assert_eq!(starts, 1, "{answered} requests, one start");
+    let status = spy
+        .sd
+        .systemctl(&["status", "-n", "5", "spyglass.socket", "spyglass.service"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("status={code}")) && status.contains(why),
+        "systemctl status explains it:\n{status}"
+    );
+    // The socket still starts it, and it still answers.
+    assert_eq!(spy.request("/").map(|r| r.0), Some(503));
+}
+
+#[test]
+fn a_missing_root_answers_503_and_fails_with_78_without_a_restart_loop() {
+    broken_configuration(
+        &[],
+        "/run/spyglass-test/no-such-site",
+        &[],
+        "78",
+        "is not a directory",
+    );
+}
+
+#[test]
+fn a_root_the_dynamic_user_cannot_read_fails_with_78() {
+    broken_configuration(
+        &[],
+        "/run/spyglass-test/site",
+        &["chmod", "0700", "/run/spyglass-test/site"],
+        "78",
+        "Permission denied",
+    );
+}
+
+#[test]
+fn a_bad_flag_in_the_unit_answers_503_and_fails_with_2() {
+    broken_configuration(
+        &[("SPYGLASS_WORKERS", "zero")],
+        "/run/spyglass-test/site",
+        &[],
+        "2",
+        "--workers",
+    );
+}
+
+/// The figure for a missing ROOT under the shipped units as they are (no
+/// idle timeout set): starts of the service over one minute while a client
+/// asks once a second. Run with
+/// `cargo test --test it bad_root_starts -- --ignored --nocapture`.
+#[test]
+#[ignore = "a one-minute measurement; run explicitly"]
+fn bad_root_starts_over_a_minute() {
+    let Some(spy) = boot_full(&[], true, "/run/spyglass-test/no-such-site") else {
+        return;
+    };
+    let t = Instant::now();
+    let mut statuses = std::collections::BTreeMap::new();
+    while t.elapsed() < Duration::from_secs(60) {
+        let got = spy.request("/").map(|r| r.0);
+        *statuses.entry(format!("{got:?}")).or_insert(0) += 1;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let starts = spy
+        .journal(&["-o", "cat"])
+        .matches("answering 503 until idle")
+        .count();
+    eprintln!(
+        "missing ROOT, one request a second for 60 s: {starts} start(s), NRestarts={}, answers {statuses:?}",
+        spy.show("NRestarts")
     );
 }
 
