@@ -7,8 +7,10 @@
 //! environment as `SPYGLASS_<FLAG>` (so a unit can use `Environment=`); list
 //! flags take comma-separated values there.
 //!
-//! A bad value ends the program with one line naming the flag and exit code
-//! 2 ([`parse_or_exit`]).
+//! [`parse`] turns a bad value into one line naming the flag; the caller
+//! exits with code 2 ([`crate::server::exit_misconfigured`]). Subcommands
+//! ([`Command`], [`AppCommand`]) come first on the command line; a ROOT
+//! with a subcommand's name is written `./check`.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
