@@ -38,7 +38,7 @@ fn load(args: &SiteArgs, config: Result<Config, String>) -> (Config, Site) {
 
 fn serve(args: &SiteArgs, config: Result<Config, String>) {
     let (config, site) = load(args, config);
-    if let Err(e) = Server::new(config).serve(site) {
+    if let Err(e) = Server::new(config).check_before_reload(true).serve(site) {
         eprintln!("spyglass: {e}");
         std::process::exit(e.exit_status());
     }

@@ -82,6 +82,8 @@ pub struct Master<'a> {
     /// A slot whose worker died young is refilled no sooner than this.
     respawn_after: Vec<u64>,
     reexec: Reexec,
+    /// `BINARY check` running before a reload.
+    checking: Option<Checking>,
     last_status: String,
     /// Why the pool answers every request 503 instead of serving: a
     /// configuration error ([`crate::server::exit_misconfigured`]), or an
@@ -95,6 +97,15 @@ pub struct Master<'a> {
     next_status: u64,
     next_watchdog: u64,
 }
+
+/// The configuration check before a reload.
+struct Checking {
+    child: std::process::Child,
+    deadline: u64,
+}
+
+/// How long the configuration check before a reload may take.
+const CHECK_TIMEOUT_MS: u64 = 10_000;
 
 /// How often STATUS= is refreshed (only when it changed).
 const STATUS_EVERY_MS: u64 = 1000;
@@ -124,6 +135,7 @@ impl<'a> Master<'a> {
             phase: Phase::Booting,
             retired_served: 0,
             reexec,
+            checking: None,
             last_status: String::new(),
             refusing: None,
             boot_failure: None,
@@ -173,6 +185,7 @@ impl<'a> Master<'a> {
                 Phase::Running => {
                     self.spawn_missing(self.maker(make, &mut refuse));
                     self.kill_stuck();
+                    self.kill_slow_check();
                     self.check_idle();
                 }
                 Phase::Draining { deadline } => {
@@ -270,6 +283,14 @@ impl<'a> Master<'a> {
                 }
             };
             let Some(pid) = status.pid() else { continue };
+            if self
+                .checking
+                .as_ref()
+                .is_some_and(|c| c.child.id() == pid.as_raw() as u32)
+            {
+                self.checked(status);
+                continue;
+            }
             let Some(pos) = self.workers.iter().position(|w| w.pid == pid) else {
                 continue;
             };
@@ -468,22 +489,87 @@ impl<'a> Master<'a> {
         tracing::info!(workers = self.target, "one worker fewer (TTOU)");
     }
 
-    /// SIGHUP: re-execute the binary on disk in this same process, handing
-    /// it the listeners and the running workers, which serve until the new
-    /// image's workers have booted.
+    /// SIGHUP: have the binary on disk check the configuration, then
+    /// re-execute it in this same process ([`Master::exec_reload`]).
     fn reload(&mut self) {
         if self.phase != Phase::Running {
             tracing::warn!("reload ignored: not running");
             return;
         }
+        if self.checking.is_some() {
+            tracing::info!("reload already under way: checking the configuration");
+            return;
+        }
+        match self.reexec.spawn_check() {
+            None => self.exec_reload(),
+            Some(Ok(child)) => {
+                tracing::info!("reload: checking the configuration");
+                self.checking = Some(Checking {
+                    child,
+                    deadline: now_ms() + CHECK_TIMEOUT_MS,
+                });
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "reload refused: cannot run the configuration check")
+            }
+        }
+    }
+
+    /// The check before a reload ended: reload if it passed.
+    fn checked(&mut self, status: WaitStatus) {
+        let Some(mut check) = self.checking.take() else {
+            return;
+        };
+        let mut said = String::new();
+        if let Some(mut err) = check.child.stderr.take() {
+            let _ = err.read_to_string(&mut said);
+        }
+        match status {
+            WaitStatus::Exited(_, 0) if self.phase == Phase::Running => self.exec_reload(),
+            WaitStatus::Exited(_, 0) => tracing::warn!("reload dropped: no longer running"),
+            other => {
+                let why = said
+                    .lines()
+                    .rfind(|l| !l.trim().is_empty())
+                    .map_or_else(|| describe(&other), str::to_owned);
+                tracing::error!(
+                    "reload refused: the configuration check failed ({}): {why}; carrying on",
+                    describe(&other)
+                );
+            }
+        }
+    }
+
+    /// A check that outlives its time is killed (and refused when reaped).
+    fn kill_slow_check(&mut self) {
+        if let Some(c) = &self.checking {
+            if now_ms() >= c.deadline {
+                tracing::error!("reload: the configuration check takes too long; killing it");
+                let _ = kill(Pid::from_raw(c.child.id() as i32), Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Re-execute the binary on disk in this same process, handing it the
+    /// listeners and the running workers, which serve until the new
+    /// image's workers have booted.
+    fn exec_reload(&mut self) {
         let _ = self.notifier.reloading();
+        let listeners: Vec<(std::os::fd::BorrowedFd<'_>, &str)> = self
+            .listeners
+            .list
+            .iter()
+            .map(|l| (l.as_fd(), l.name.as_str()))
+            .collect();
         let workers: Vec<(i32, std::os::fd::BorrowedFd<'_>)> = self
             .workers
             .iter()
             .filter(|w| !w.stopping)
             .map(|w| (w.pid.as_raw(), w.channel.as_fd()))
             .collect();
-        let err = self.reexec.exec(self.listeners, &workers);
+        let err = self
+            .reexec
+            .exec(&listeners, self.listeners.activated, &workers);
         tracing::error!(error = %err, "reload failed; carrying on with the running workers");
         let _ = self.notifier.ready(&self.last_status);
     }

@@ -9,6 +9,13 @@
 //! whose pid `SPYGLASS_INHERIT_PID` names (as `LISTEN_PID` is):
 //! `SPYGLASS_INHERIT_FDS` (`fd name` lines), `SPYGLASS_INHERIT_WORKERS`
 //! (`pid fd` lines) and `SPYGLASS_INHERIT_ACTIVATED`.
+//!
+//! Before it replaces itself, the master can have the new binary check the
+//! configuration (`BINARY check ARGS`, as `nginx -t`): a reload into a
+//! binary or configuration that cannot start is refused, and the running
+//! image carries on.
+//!
+//! A leaf: it knows descriptors, names and pids, not what a listener is.
 
 use std::ffi::OsString;
 use std::io;
@@ -16,11 +23,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-
-use crate::listeners::Listeners;
 
 const PID: &str = "SPYGLASS_INHERIT_PID";
 const FDS: &str = "SPYGLASS_INHERIT_FDS";
@@ -44,6 +49,8 @@ pub struct Reexec {
     exe: PathBuf,
     args: Vec<OsString>,
     workers: Vec<Adopted>,
+    /// The binary understands `check` (its command line is spyglass's).
+    checkable: bool,
 }
 
 /// Listeners handed over by the previous image: (fd, name), and whether
@@ -74,6 +81,7 @@ impl Reexec {
             exe,
             args,
             workers: Vec::new(),
+            checkable: false,
         };
         if !ours {
             return (reexec, None);
@@ -112,13 +120,42 @@ impl Reexec {
         std::mem::take(&mut self.workers)
     }
 
-    /// Replace this process image. Returns only if that failed, after
-    /// restoring the descriptors' close-on-exec flags.
-    pub fn exec(&self, listeners: &Listeners, workers: &[(i32, BorrowedFd<'_>)]) -> io::Error {
+    /// Say that the binary's command line is spyglass's, so that
+    /// `BINARY check ARGS` checks the configuration before a reload.
+    pub fn checkable(&mut self, yes: bool) {
+        self.checkable = yes;
+    }
+
+    /// Start `BINARY check ARGS` (the binary on disk, the running image's
+    /// arguments and environment), its stderr piped; None when the binary's
+    /// command line is not known to have `check`.
+    pub fn spawn_check(&self) -> Option<io::Result<Child>> {
+        if !self.checkable {
+            return None;
+        }
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("check")
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        crate::sys::exec_clean(&mut cmd);
+        Some(cmd.spawn())
+    }
+
+    /// Replace this process image, keeping `listeners` (descriptor and
+    /// name) and the channels to `workers` (pid and descriptor) open for
+    /// the new one. Returns only if that failed, after restoring the
+    /// descriptors' close-on-exec flags.
+    pub fn exec(
+        &self,
+        listeners: &[(BorrowedFd<'_>, &str)],
+        activated: bool,
+        workers: &[(i32, BorrowedFd<'_>)],
+    ) -> io::Error {
         let keep: Vec<BorrowedFd<'_>> = listeners
-            .list
             .iter()
-            .map(|l| l.as_fd())
+            .map(|l| l.0)
             .chain(workers.iter().map(|w| w.1))
             .collect();
         for fd in &keep {
@@ -128,9 +165,8 @@ impl Reexec {
             }
         }
         let fds: String = listeners
-            .list
             .iter()
-            .map(|l| format!("{} {}\n", l.as_fd().as_raw_fd(), l.name))
+            .map(|(fd, name)| format!("{} {name}\n", fd.as_raw_fd()))
             .collect();
         let ws: String = workers
             .iter()
@@ -142,7 +178,7 @@ impl Reexec {
             .env(PID, std::process::id().to_string())
             .env(FDS, fds)
             .env(WORKERS, ws)
-            .env(ACTIVATED, if listeners.activated { "1" } else { "0" })
+            .env(ACTIVATED, if activated { "1" } else { "0" })
             .exec();
         restore(&keep);
         err

@@ -38,6 +38,8 @@ pub struct Server {
     config: Config,
     /// A configuration error: answer 503 until idle, then fail with it.
     refusing: Option<String>,
+    /// `BINARY check ARGS` before each reload.
+    check_before_reload: bool,
 }
 
 /// Exit status of a run that failed (a worker could not boot, say).
@@ -115,7 +117,7 @@ impl Server {
                 print_config(&config.describe());
                 std::process::exit(0)
             }
-            None => Server::new(config),
+            None => Server::new(config).check_before_reload(true),
         }
     }
 
@@ -124,7 +126,19 @@ impl Server {
         Server {
             config,
             refusing: None,
+            check_before_reload: false,
         }
+    }
+
+    /// Before a reload (SIGHUP), run `BINARY check ARGS` (the binary on
+    /// disk, this process's arguments) and reload only if it exits 0, so
+    /// that a broken configuration or binary never replaces a working
+    /// server. On for [`Server::from_args`] and the `spyglass` binary,
+    /// whose command lines have `check`; turn it on for a command line of
+    /// your own only if `check` there means the same.
+    pub fn check_before_reload(mut self, yes: bool) -> Server {
+        self.check_before_reload = yes;
+        self
     }
 
     /// The configuration in effect.
@@ -157,9 +171,10 @@ impl Server {
 
     fn run(self, make: MakeHandler<'_>) -> Result<(), Error> {
         // First the sockets, while nothing else has opened a descriptor.
-        let (reexec, inherited) = Reexec::capture();
+        let (mut reexec, inherited) = Reexec::capture();
         let listeners =
             Listeners::take_or_bind(&self.config.listen, inherited).map_err(Error::Listen)?;
+        reexec.checkable(self.check_before_reload);
         self.supervise(listeners, reexec, make)
     }
 
@@ -255,6 +270,7 @@ pub fn exit_misconfigured(why: Misconfigured, line: &str, config: Option<Config>
     let server = Server {
         config,
         refusing: Some(line.to_owned()),
+        check_before_reload: false,
     };
     // The master answers 503 with its own handler while refusing.
     let mut nothing = |_: WorkerInfo| -> Result<Box<dyn Handler>, Box<dyn StdError>> {

@@ -709,6 +709,48 @@ fn hup_reloads_in_place_without_losing_a_request() {
 }
 
 #[test]
+fn a_reload_whose_configuration_check_fails_is_refused() {
+    let site = site();
+    let root = site.path().join("www");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello\n").unwrap();
+    let (mut p, addr) = serve_dir(&root, &["--workers", "2"]);
+    let workers = p.workers();
+    // The ROOT the command line names is gone: `spyglass check` fails, so
+    // the running image carries on (its workers hold the old directory).
+    let moved = site.path().join("moved");
+    std::fs::rename(&root, &moved).unwrap();
+    p.signal(Signal::SIGHUP);
+    assert!(
+        p.log
+            .wait_for("reload refused: the configuration check failed", T),
+        "{}",
+        p.log.text()
+    );
+    let log = p.log.text();
+    assert!(
+        log.contains("(exit code 78): spyglass: ROOT '") && log.contains("is not a directory"),
+        "{log}"
+    );
+    assert!(p.notified("RELOADING=1", Duration::ZERO).is_none());
+    assert_eq!(p.workers(), workers, "the same workers serve");
+    assert_eq!(get(addr, "/hello.txt").status, 200);
+    // Mended, the next reload goes through.
+    std::fs::rename(&moved, &root).unwrap();
+    p.signal(Signal::SIGHUP);
+    p.notified("RELOADING=1", T).expect("RELOADING=1");
+    assert!(
+        wait_until(T, || {
+            let now = p.workers();
+            now.len() == 2 && now.iter().all(|w| !workers.contains(w))
+        }),
+        "new workers: {workers:?} -> {:?}",
+        p.workers()
+    );
+    assert_eq!(get(addr, "/hello.txt").status, 200);
+}
+
+#[test]
 fn access_events_carry_fields() {
     let r = running(&["--workers", "1"]);
     assert_eq!(get(r.addr, "/missing").status, 404);
