@@ -2,14 +2,38 @@
 //! (events keep their fields, so `journalctl -u spyglass F_STATUS=404`
 //! works), plain text on stderr otherwise.
 //!
-//! Set up once in the master before the first fork; the subscriber writes
-//! synchronously (no thread), so workers inherit a working logger. The
-//! journald socket is a datagram socket: worker events arrive with the
-//! worker's own `_PID`.
+//! Set up once in the master before the first fork; nothing here starts a
+//! thread, so workers inherit a working logger (and each opens its own
+//! journal socket after the fork, [`after_fork`]).
+//!
+//! Logging must never stall serving. An event is one datagram to journald's
+//! socket, sent without blocking. When journald does not keep up (stopped,
+//! or busy), events wait in a small queue that the event loops retry every
+//! turn ([`retry`]); past that bound they are dropped and counted
+//! ([`dropped`]), and the master shows the count in `STATUS=`. Before a
+//! process exits it gives journald a moment to take what it has sent
+//! ([`flush`]): journald learns which unit an event belongs to from the
+//! sender's `/proc` entry, so an event still unread when its sender is gone
+//! would be filed under no unit, invisible to `journalctl -u`.
+//!
+//! The record format is tracing-journald's (whose layer this replaces
+//! because its socket blocks): `MESSAGE`, `PRIORITY`, `TARGET`,
+//! `CODE_FILE`, `CODE_LINE`, `SYSLOG_IDENTIFIER`, and every field of the
+//! event as `F_NAME`.
 
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::prelude::*;
 
 use crate::config::LogTarget;
@@ -17,32 +41,47 @@ use crate::config::LogTarget;
 /// The `tracing` target of access events.
 pub const ACCESS: &str = "spyglass::access";
 
+/// journald's native protocol socket.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+/// Events held while journald does not take them, at most (bytes).
+const QUEUE_BYTES: usize = 256 * 1024;
+
+/// The journal connection of this process, once logging goes there.
+static JOURNAL: Mutex<Option<Journal>> = Mutex::new(None);
+/// Events are waiting in the queue (so that [`retry`] costs nothing when
+/// none is).
+static PENDING: AtomicBool = AtomicBool::new(false);
+/// Events this process could not hand to journald.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+struct Journal {
+    socket: UnixDatagram,
+    queue: VecDeque<Vec<u8>>,
+    queued: usize,
+    identifier: String,
+}
+
 /// Install the global subscriber. Returns a warning to log once logging
 /// works, if the requested target was not available.
-pub fn init(target: LogTarget, level: tracing::Level) -> Option<String> {
+pub fn init(target: LogTarget, level: Level) -> Option<String> {
     let mut warning = None;
     let want_journal = match target {
         LogTarget::Journald => true,
         LogTarget::Stderr => false,
         LogTarget::Auto => stderr_is_journal(),
     };
-    let journal = if want_journal {
-        match tracing_journald::layer() {
-            Ok(layer) => Some(
-                layer.with_priority_mappings(tracing_journald::PriorityMappings {
-                    info: tracing_journald::Priority::Informational,
-                    debug: tracing_journald::Priority::Debug,
-                    ..tracing_journald::PriorityMappings::new()
-                }),
-            ),
+    let journal = want_journal
+        .then(|| match open_journal() {
+            Ok(j) => {
+                *lock() = Some(j);
+                Some(JournalLayer)
+            }
             Err(e) => {
                 warning = Some(format!("journald unavailable ({e}); logging to stderr"));
                 None
             }
-        }
-    } else {
-        None
-    };
+        })
+        .flatten();
     let text = journal.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -60,6 +99,258 @@ pub fn init(target: LogTarget, level: tracing::Level) -> Option<String> {
     warning
 }
 
+fn open_journal() -> io::Result<Journal> {
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    // An empty datagram, which journald discards: is anyone there?
+    socket.send_to(&[], JOURNAL_SOCKET)?;
+    let identifier = std::env::args_os()
+        .next()
+        .as_ref()
+        .and_then(|p| std::path::Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Journal {
+        socket,
+        queue: VecDeque::new(),
+        queued: 0,
+        identifier,
+    })
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Option<Journal>> {
+    // Nothing panics while holding it; if something did, keep logging.
+    JOURNAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a forked child, first thing: a socket of its own (so that [`flush`]
+/// waits for this process's events alone) and none of the parent's queue
+/// (the parent still holds those events and sends them itself).
+pub fn after_fork() {
+    let mut journal = lock();
+    if let Some(j) = journal.as_mut() {
+        if let Ok(socket) =
+            UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s))
+        {
+            j.socket = socket;
+        }
+        j.queue.clear();
+        j.queued = 0;
+    }
+    PENDING.store(false, Relaxed);
+    DROPPED.store(0, Relaxed);
+}
+
+/// Send what waits in the queue, if journald takes it now. Cheap when
+/// nothing waits: event loops call it every turn.
+pub fn retry() {
+    if PENDING.load(Relaxed) {
+        if let Some(j) = lock().as_mut() {
+            j.drain();
+        }
+    }
+}
+
+/// Events this process could not hand to journald so far.
+pub fn dropped() -> u64 {
+    DROPPED.load(Relaxed)
+}
+
+/// Before exiting: wait (at most `limit`) until journald has read every
+/// event this process sent, so that each is filed under our unit. Returns
+/// false if some were still unread (journald stalled).
+pub fn flush(limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        let done = match lock().as_mut() {
+            None => return true,
+            Some(j) => {
+                j.drain();
+                j.queue.is_empty()
+                    && crate::sys::unread_by_peer(j.socket.as_fd()).map_or(true, |n| n == 0)
+            }
+        };
+        if done {
+            return true;
+        }
+        if Instant::now() >= end {
+            if let Some(j) = lock().as_mut() {
+                DROPPED.fetch_add(j.queue.len() as u64, Relaxed);
+                j.queue.clear();
+                j.queued = 0;
+            }
+            return false;
+        }
+        // journald gives no event for "read your datagram": look again
+        // shortly (only at exit, and bounded by `limit`).
+        let _ = nix::poll::poll(&mut [], nix::poll::PollTimeout::from(1u8));
+    }
+}
+
+impl Journal {
+    /// Queue or send one record, in order.
+    fn submit(&mut self, record: Vec<u8>) {
+        if self.queue.is_empty() {
+            match self.send(&record) {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    DROPPED.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        }
+        if self.queued + record.len() > QUEUE_BYTES {
+            DROPPED.fetch_add(1, Relaxed);
+            return;
+        }
+        self.queued += record.len();
+        self.queue.push_back(record);
+        PENDING.store(true, Relaxed);
+    }
+
+    /// Send queued records until journald stops taking them.
+    fn drain(&mut self) {
+        while let Some(record) = self.queue.front() {
+            match self.send(record) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok(()) => {}
+                Err(_) => {
+                    DROPPED.fetch_add(1, Relaxed);
+                }
+            }
+            if let Some(r) = self.queue.pop_front() {
+                self.queued -= r.len();
+            }
+        }
+        PENDING.store(false, Relaxed);
+    }
+
+    fn send(&self, record: &[u8]) -> io::Result<()> {
+        match self.socket.send_to(record, JOURNAL_SOCKET) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => self.send_large(record),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A record too large for one datagram travels in a sealed memfd, as
+    /// the native protocol allows.
+    fn send_large(&self, record: &[u8]) -> io::Result<()> {
+        use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+        use nix::sys::memfd::{MFdFlags, memfd_create};
+        use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+        use std::os::fd::AsRawFd;
+        let fd = memfd_create(
+            c"spyglass-log",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        std::fs::File::from(fd.try_clone()?).write_all(record)?;
+        let seals = SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE
+            | SealFlag::F_SEAL_SEAL;
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(seals))?;
+        let fds = [fd.as_raw_fd()];
+        let addr = UnixAddr::new(JOURNAL_SOCKET)?;
+        sendmsg(
+            self.socket.as_fd().as_raw_fd(),
+            &[],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_DONTWAIT,
+            Some(&addr),
+        )?;
+        Ok(())
+    }
+}
+
+/// The layer that turns events into journal records.
+struct JournalLayer;
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut journal = lock();
+        let Some(j) = journal.as_mut() else {
+            return;
+        };
+        let meta = event.metadata();
+        let mut record = Vec::with_capacity(256);
+        let priority = match *meta.level() {
+            Level::ERROR => "3",
+            Level::WARN => "4",
+            Level::INFO => "6",
+            Level::DEBUG | Level::TRACE => "7",
+        };
+        put(&mut record, "PRIORITY", priority.as_bytes());
+        put(&mut record, "TARGET", meta.target().as_bytes());
+        if let Some(file) = meta.file() {
+            put(&mut record, "CODE_FILE", file.as_bytes());
+        }
+        if let Some(line) = meta.line() {
+            put(&mut record, "CODE_LINE", line.to_string().as_bytes());
+        }
+        put(&mut record, "SYSLOG_IDENTIFIER", j.identifier.as_bytes());
+        event.record(&mut Fields {
+            record: &mut record,
+            text: String::new(),
+        });
+        j.submit(record);
+    }
+}
+
+/// Writes each field of an event into the record.
+struct Fields<'a> {
+    record: &'a mut Vec<u8>,
+    text: String,
+}
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put_field(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        let _ = write!(text, "{value:?}");
+        self.put_field(field, &text);
+        self.text = text;
+    }
+}
+
+impl Fields<'_> {
+    fn put_field(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            return put(self.record, "MESSAGE", value.as_bytes());
+        }
+        let mut name = String::with_capacity(field.name().len() + 2);
+        name.push_str("F_");
+        // journald field names: upper-case letters, digits and underscores.
+        name.extend(field.name().chars().map(|c| match c {
+            'a'..='z' => c.to_ascii_uppercase(),
+            'A'..='Z' | '0'..='9' => c,
+            _ => '_',
+        }));
+        name.truncate(64);
+        put(self.record, &name, value.as_bytes());
+    }
+}
+
+/// One field in the native protocol: `NAME=value\n`, or, when the value
+/// holds a newline, the name, a newline, its length as 64-bit
+/// little-endian, the bytes and a newline.
+fn put(record: &mut Vec<u8>, name: &str, value: &[u8]) {
+    record.extend_from_slice(name.as_bytes());
+    if value.contains(&b'\n') {
+        record.push(b'\n');
+        record.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        record.push(b'=');
+    }
+    record.extend_from_slice(value);
+    record.push(b'\n');
+}
+
 /// systemd connects stderr to journald and says so in `JOURNAL_STREAM`
 /// (`device:inode` of that stream): trust it only if stderr is that stream.
 fn stderr_is_journal() -> bool {
@@ -71,4 +362,20 @@ fn stderr_is_journal() -> bool {
     };
     nix::sys::stat::fstat(std::io::stderr().as_fd())
         .is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_in_the_native_protocol() {
+        let mut r = Vec::new();
+        put(&mut r, "F_PATH", b"/a b");
+        put(&mut r, "MESSAGE", b"two\nlines");
+        let mut want = b"F_PATH=/a b\nMESSAGE\n".to_vec();
+        want.extend_from_slice(&9u64.to_le_bytes());
+        want.extend_from_slice(b"two\nlines\n");
+        assert_eq!(r, want);
+    }
 }

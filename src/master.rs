@@ -79,6 +79,8 @@ pub struct Master<'a> {
     phase: Phase,
     /// Requests answered by workers that have exited.
     retired_served: u64,
+    /// Log events dropped by workers that have exited.
+    retired_log_dropped: u64,
     /// A slot whose worker died young is refilled no sooner than this.
     respawn_after: Vec<u64>,
     reexec: Reexec,
@@ -134,6 +136,7 @@ impl<'a> Master<'a> {
             target: config.workers.min(scoreboard.capacity()),
             phase: Phase::Booting,
             retired_served: 0,
+            retired_log_dropped: 0,
             reexec,
             checking: None,
             last_status: String::new(),
@@ -197,6 +200,7 @@ impl<'a> Master<'a> {
                     }
                 }
             }
+            crate::logging::retry();
             self.report_status();
             self.ping_watchdog();
         }
@@ -297,6 +301,7 @@ impl<'a> Master<'a> {
             let w = self.workers.swap_remove(pos);
             if let Some(slot) = w.slot {
                 self.retired_served += self.scoreboard.slot(slot).served();
+                self.retired_log_dropped += self.scoreboard.slot(slot).log_dropped();
                 if now_ms().saturating_sub(w.spawned_at) < YOUNG_DEATH_MS {
                     self.respawn_after[slot] = now_ms() + YOUNG_DEATH_MS;
                 }
@@ -679,7 +684,21 @@ impl<'a> Master<'a> {
         if let Some(why) = &self.refusing {
             s = format!("answering 503: {why}; {s}");
         }
+        let dropped = self.log_dropped();
+        if dropped > 0 {
+            s.push_str(&format!(
+                ", {dropped} log events dropped (journald stalled)"
+            ));
+        }
         s
+    }
+
+    /// Log events journald did not take, from the master and every worker
+    /// (those that have exited included).
+    fn log_dropped(&self) -> u64 {
+        crate::logging::dropped()
+            + self.retired_log_dropped
+            + self.slots().map(|s| s.log_dropped()).sum::<u64>()
     }
 
     fn report_status(&mut self) {

@@ -40,6 +40,8 @@ enum Word {
     Open,
     /// Response body bytes sent.
     Bytes,
+    /// Log events journald did not take (stalled).
+    LogDropped,
     /// Responses by status class: 1xx (interim, never counted) to 5xx.
     Class1,
     Class2,
@@ -70,6 +72,8 @@ pub struct Published<'a> {
     pub busy: u64,
     /// Open connections.
     pub open: u64,
+    /// Log events journald did not take.
+    pub log_dropped: u64,
     /// The worker's running totals.
     pub tally: &'a Tally,
 }
@@ -118,6 +122,7 @@ impl WorkerSlot {
         self.set(Word::Heartbeat, p.heartbeat);
         self.set(Word::Busy, p.busy);
         self.set(Word::Open, p.open);
+        self.set(Word::LogDropped, p.log_dropped);
         self.set(Word::Served, t.served);
         self.set(Word::Bytes, t.bytes);
         if t.last_active > 0 {
@@ -147,6 +152,11 @@ impl WorkerSlot {
     /// its response is sent. An idle keep-alive connection is not busy.
     pub fn busy(&self) -> u64 {
         self.get(Word::Busy)
+    }
+
+    /// Log events journald did not take.
+    pub fn log_dropped(&self) -> u64 {
+        self.get(Word::LogDropped)
     }
 
     /// When the worker last accepted a connection or finished a request.

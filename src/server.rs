@@ -5,6 +5,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use crate::cli::{self, AppCli, AppCommand};
 use crate::config::{Config, IdleTimeout};
@@ -210,7 +211,7 @@ impl Server {
         if !listeners.activated {
             listeners.remove_created();
         }
-        match (exit, self.refusing) {
+        let result = match (exit, self.refusing) {
             (Exit::Failed(why), _) => Err(Error::Failed(why)),
             (Exit::Clean, Some(why)) => {
                 tracing::error!("stopped; exiting with status {EXIT_CONFIG}: {why}");
@@ -220,7 +221,10 @@ impl Server {
                 tracing::info!("stopped");
                 Ok(())
             }
-        }
+        };
+        // journald files an event under our unit only while we exist.
+        crate::logging::flush(Duration::from_secs(1));
+        result
     }
 }
 

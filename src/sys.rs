@@ -212,3 +212,17 @@ pub fn remove_env(key: &str) {
     // reads the environment concurrently.
     unsafe { std::env::remove_var(key) }
 }
+
+/// Bytes this socket has sent that the receiver has not read yet
+/// (`SIOCOUTQ`). For a Unix datagram socket a sent datagram stays charged
+/// to the sender until the receiving process reads it.
+pub fn unread_by_peer(sock: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (the same number as TIOCOUTQ) writes one c_int
+    // through the pointer, which points at `n`, alive for the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}

@@ -63,6 +63,7 @@ pub fn run(setup: Setup<'_>, make: MakeHandler<'_>) -> i32 {
     for fd in &setup.close {
         let _ = nix::unistd::close(*fd);
     }
+    crate::logging::after_fork();
     let signals = match Signals::for_worker() {
         Ok(s) => s,
         Err(e) => return boot_failed(setup.index, &format!("signal setup: {e}")),
@@ -87,8 +88,13 @@ pub fn run(setup: Setup<'_>, make: MakeHandler<'_>) -> i32 {
     if (&event_loop.channel).write_all(&[MSG_BOOTED]).is_err() {
         return 0;
     }
-    event_loop.run()
+    let code = event_loop.run();
+    crate::logging::flush(LOG_FLUSH);
+    code
 }
+
+/// How long an exiting worker waits for journald to read its last events.
+const LOG_FLUSH: Duration = Duration::from_millis(500);
 
 fn boot_failed(index: usize, why: &str) -> i32 {
     tracing::error!(
@@ -96,6 +102,7 @@ fn boot_failed(index: usize, why: &str) -> i32 {
         index,
         "worker failed to boot: {why}"
     );
+    crate::logging::flush(LOG_FLUSH);
     EXIT_BOOT_FAILED
 }
 
@@ -264,6 +271,7 @@ impl<'a> EventLoop<'a> {
                     let _ = self.set_accepting(true);
                 }
             }
+            crate::logging::retry();
             self.publish(now);
             if self.stopping && (self.open == 0 || now >= self.stop_deadline) {
                 return 0;
@@ -278,6 +286,7 @@ impl<'a> EventLoop<'a> {
             heartbeat: now,
             busy: self.in_flight.total() as u64,
             open: self.open as u64,
+            log_dropped: crate::logging::dropped(),
             tally: &self.tally,
         });
     }

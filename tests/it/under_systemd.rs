@@ -228,12 +228,19 @@ fn zero_loss_across_many_idle_exits() {
     }
     assert!(failures.is_empty(), "unanswered: {failures:?}");
     assert_eq!(answered, requests);
-    // Wait for the last instance to exit, so the journal is complete.
     assert!(spy.wait_inactive());
-    let journal = spy.journal(&["F_STATUS=404", "-o", "cat"]);
+    // journald writes what it has read in its own time: that the service
+    // is inactive says nothing about its backlog. Wait for the events
+    // themselves (filed under the unit: `-u` matches _SYSTEMD_UNIT, which
+    // journald reads from the sender's /proc entry while it exists).
+    let mut journal = String::new();
+    let complete = wait_until(T, || {
+        journal = spy.journal(&["F_STATUS=404", "-o", "cat"]);
+        journal.matches("\"GET /probe/").count() >= requests
+    });
     for i in 0..requests {
         let n = journal.matches(&format!("\"GET /probe/{i}\"")).count();
-        assert_eq!(n, 1, "access events for request {i}");
+        assert_eq!(n, 1, "access events for request {i} (complete: {complete})");
     }
     let exits = spy
         .journal(&["-o", "cat"])
@@ -344,6 +351,59 @@ fn a_killed_worker_is_replaced_and_the_service_stays_active() {
     assert!(
         spy.journal(&["-o", "cat"])
             .contains("worker died: killed by SIGKILL; replacing it")
+    );
+}
+
+/// Logging never stalls serving: with journald stopped (SIGSTOP) for 30 s,
+/// requests keep being answered; what journald cannot take is dropped and
+/// counted in `STATUS=`, and logging resumes when journald does.
+#[test]
+fn requests_keep_flowing_while_journald_is_stopped() {
+    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else {
+        return;
+    };
+    assert_eq!(spy.request("/hello.txt").map(|r| r.0), Some(200));
+    let journald = spy.sd.show("systemd-journald.service", "MainPID");
+    assert!(spy.sd.exec(&["kill", "-STOP", &journald]).status.success());
+    let stopped = Instant::now();
+    let (mut answered, mut slowest) = (0u64, Duration::ZERO);
+    while stopped.elapsed() < Duration::from_secs(30) {
+        // 100 requests pipelined on one connection: an access event each.
+        let mut s = spy.sd.connect_tcp(SocketAddr::from(ADDR)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        let mut burst = "GET /hello.txt HTTP/1.1\r\nHost: b\r\n\r\n".repeat(99);
+        burst.push_str("GET /hello.txt HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+        s.write_all(burst.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        slowest = slowest.max(t.elapsed());
+        let ok = out.matches("HTTP/1.1 200 OK").count();
+        assert_eq!(ok, 100, "after {answered} answers, with journald stopped");
+        answered += ok as u64;
+    }
+    let status = spy.show("StatusText");
+    assert!(
+        status.contains("log events dropped (journald stalled)"),
+        "{answered} requests: {status}"
+    );
+    assert!(spy.sd.exec(&["kill", "-CONT", &journald]).status.success());
+    eprintln!(
+        "journald stopped 30 s: {answered} requests answered, slowest burst of 100 {slowest:?}; {status}"
+    );
+    // Logging resumes: once the backlog is through, a new request's event
+    // is filed again (while queues are full, new events are the ones
+    // dropped, so ask until one arrives).
+    let mut n = 0;
+    assert!(
+        wait_until(T, || {
+            n += 1;
+            let path = format!("/after-the-stall/{n}");
+            assert_eq!(spy.request(&path).map(|r| r.0), Some(404));
+            spy.journal(&[&format!("F_PATH={path}"), "-o", "cat"])
+                .contains(&path)
+        }),
+        "access events resume"
     );
 }
 
