@@ -90,7 +90,7 @@ enum Act {
 /// close normally, or hold the connection silently until the server has
 /// exited (the server's own timeouts must end it).
 #[derive(Clone, Debug)]
-struct Shape {
+pub struct Shape {
     acts: Vec<Act>,
     hold: bool,
 }
@@ -100,9 +100,14 @@ impl Shape {
         Shape { acts, hold: false }
     }
 
-    /// Play it; returns the socket if the shape holds it open.
+    /// Play it on a new connection to `addr`; returns the socket if the
+    /// shape holds it open.
     fn play(&self, addr: SocketAddr) -> Option<TcpStream> {
-        let mut s = TcpStream::connect(addr).ok()?;
+        self.play_on(TcpStream::connect(addr).ok()?)
+    }
+
+    /// Play it on `s`, a connection made by the caller.
+    pub fn play_on(&self, mut s: TcpStream) -> Option<TcpStream> {
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let mut buf = vec![0u8; 64 * 1024];
         for act in &self.acts {
@@ -334,7 +339,7 @@ const HEADS: &[&[u8]] = &[
 
 /// A small xorshift generator; the seed is printed so a failure reproduces
 /// (`SPYGLASS_SEED=...`).
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -355,7 +360,7 @@ impl Rng {
 /// with junk between or after them), cut at a random point or not, the
 /// response read in full, in part or not at all, ended by FIN, RST, a plain
 /// close or a silent hold.
-fn draw(rng: &mut Rng) -> Shape {
+pub fn draw(rng: &mut Rng) -> Shape {
     let mut wire = Vec::new();
     for _ in 0..=rng.below(3) {
         wire.extend_from_slice(HEADS[rng.below(HEADS.len())]);

@@ -7,7 +7,7 @@ mod support;
 mod cgi;
 mod core;
 mod http;
-mod idle;
+pub mod idle;
 mod sdbox;
 mod static_files;
 mod systemd;

@@ -251,6 +251,76 @@ fn zero_loss_across_many_idle_exits() {
     assert_eq!(spy.show("Result"), "success");
 }
 
+/// Scale to zero against the internet as it is: bursts of real requests
+/// with a scanner mix between them (malformed heads, cut-off requests,
+/// FIN or RST at random points, silent holds, unread responses). Every
+/// real request is answered and logged exactly once, and the service
+/// exits after every burst.
+#[test]
+fn zero_loss_and_an_idle_exit_after_every_hostile_burst() {
+    let Some(spy) = boot(&[
+        ("SPYGLASS_IDLE_TIMEOUT", "250ms"),
+        ("SPYGLASS_WORKERS", "2"),
+        ("SPYGLASS_HEADER_TIMEOUT", "1s"),
+        ("SPYGLASS_BODY_TIMEOUT", "1s"),
+        ("SPYGLASS_KEEPALIVE_TIMEOUT", "1s"),
+        ("SPYGLASS_WRITE_TIMEOUT", "1s"),
+    ]) else {
+        return;
+    };
+    let seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
+    eprintln!("hostile bursts: seed {seed}");
+    let mut rng = crate::idle::Rng(seed);
+    let (bursts, mut real, mut hostile) = (20, 0, 0);
+    let mut failures = Vec::new();
+    for b in 0..bursts {
+        let held: Vec<_> = std::thread::scope(|scope| {
+            let mut threads = Vec::new();
+            for _ in 0..8 {
+                let shape = crate::idle::draw(&mut rng);
+                let conn = spy.sd.connect_tcp(SocketAddr::from(ADDR)).unwrap();
+                threads.push(scope.spawn(move || shape.play_on(conn)));
+                hostile += 1;
+                let i = real;
+                real += 1;
+                match spy.request(&format!("/probe/{i}")) {
+                    Some((404, _)) => {}
+                    other => failures.push((i, other)),
+                }
+            }
+            threads
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect()
+        });
+        assert!(
+            spy.wait_inactive(),
+            "burst {b}: no idle exit; {}",
+            spy.show("StatusText")
+        );
+        drop(held);
+    }
+    assert!(failures.is_empty(), "unanswered: {failures:?}");
+    let mut journal = String::new();
+    wait_until(T, || {
+        journal = spy.journal(&["F_STATUS=404", "-o", "cat"]);
+        journal.matches("\"GET /probe/").count() >= real
+    });
+    for i in 0..real {
+        let n = journal.matches(&format!("\"GET /probe/{i}\"")).count();
+        assert_eq!(n, 1, "access events for request {i}");
+    }
+    let exits = spy
+        .journal(&["-o", "cat"])
+        .matches("stopping gracefully: idle")
+        .count();
+    eprintln!(
+        "{real} requests among {hostile} hostile connections, {bursts} bursts, {exits} idle exits"
+    );
+    assert!(exits >= bursts, "{exits} idle exits for {bursts} bursts");
+    assert_eq!(spy.show("Result"), "success");
+}
+
 #[test]
 fn stop_finishes_requests_in_flight_and_restart_loses_nothing() {
     let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else {
