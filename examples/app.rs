@@ -15,6 +15,17 @@
 //!
 //! Set `APP_FAIL_INIT=1` to make the per-worker init fail: the server then
 //! stops with that error rather than respawning workers in a loop.
+//!
+//! Lifecycle hooks and commands:
+//! - each worker's handler is built after the fork (`serve_with`), and its
+//!   `stop` runs after its last request of a graceful stop: here it logs
+//!   how many requests the worker answered;
+//! - `spyglass ctl app answered` asks every worker how many requests it
+//!   answered (the handler's own command, with access to its state);
+//! - `spyglass ctl app echo WORDS` is a command registered on the server
+//!   (`Server::command`), the same in every worker;
+//! - before a reload, the master runs a hook: it refuses the reload while
+//!   the file named by `APP_HOLD_RELOADS` exists.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -33,6 +44,17 @@ struct App {
 }
 
 impl Handler for App {
+    fn command(&mut self, name: &str, _args: &[String]) -> Option<Result<String, String>> {
+        (name == "answered").then(|| Ok(self.answered.to_string()))
+    }
+
+    fn stop(&mut self) {
+        eprintln!(
+            "app: worker {} stopping after {} requests",
+            self.worker.pid, self.answered
+        );
+    }
+
     fn call(&mut self, mut req: Request) -> Response {
         self.answered += 1;
         match req.uri().path() {
@@ -174,7 +196,16 @@ fn error(status: StatusCode, why: &str) -> Response {
 }
 
 fn main() {
-    let result = Server::from_args().serve_with(|worker: WorkerInfo| {
+    let hold = std::env::var_os("APP_HOLD_RELOADS");
+    let server = Server::from_args()
+        .command("echo", |args| Ok(args.join(" ")))
+        .before_reload(move || match &hold {
+            Some(path) if std::path::Path::new(path).exists() => {
+                Err(format!("{} exists", path.to_string_lossy()))
+            }
+            _ => Ok(()),
+        });
+    let result = server.serve_with(|worker: WorkerInfo| {
         if std::env::var_os("APP_FAIL_INIT").is_some() {
             return Err(io::Error::other("APP_FAIL_INIT is set"));
         }

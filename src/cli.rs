@@ -88,6 +88,35 @@ pub struct ServerArgs {
           value_parser = parse_switch, action = clap::ArgAction::Set)]
     pub access_log: bool,
 
+    /// The control socket for `spyglass ctl` [default: control.sock in
+    /// $RUNTIME_DIRECTORY under systemd, none otherwise]
+    #[arg(long, value_name = "PATH", env = "SPYGLASS_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
+
+    /// Replace a worker, gracefully, after this many requests (plus up to a
+    /// tenth, at random, so that workers do not all go at once).
+    #[arg(long, value_name = "N", env = "SPYGLASS_WORKER_MAX_REQUESTS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub worker_max_requests: Option<u64>,
+
+    /// Replace a worker, gracefully, after this long (plus up to a tenth).
+    #[arg(long, value_name = "DURATION", env = "SPYGLASS_WORKER_MAX_LIFETIME")]
+    pub worker_max_lifetime: Option<Timeout>,
+
+    /// Replace a worker, gracefully, once its resident memory exceeds this.
+    #[arg(long, value_name = "SIZE", env = "SPYGLASS_WORKER_MAX_MEMORY")]
+    pub worker_max_memory: Option<Size>,
+
+    /// Reload in place when this file or directory changes (repeatable),
+    /// after it has been quiet for half a second.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SPYGLASS_RELOAD_ON_CHANGE",
+        value_delimiter = ','
+    )]
+    pub reload_on_change: Vec<PathBuf>,
+
     /// Longest request line, else 414.
     #[arg(
         long,
@@ -241,12 +270,46 @@ pub struct Cli {
 }
 
 /// The `spyglass` binary's subcommands.
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Clone, Debug)]
 pub enum Command {
     /// Check the configuration as the service would load it (flags,
     /// SPYGLASS_* variables, ROOT and CGI directories opened), print it,
     /// and exit 0, or 78 with the reason.
     Check(SiteCheck),
+    /// Ask a running server (over its control socket) or tell it what to
+    /// do; never starts one.
+    Ctl(CtlArgs),
+}
+
+/// `spyglass ctl`.
+#[derive(Args, Clone, Debug)]
+#[command(after_help = "Commands:
+  status                        the master, the listeners and every worker
+  reload                        check the configuration, then reload in place
+  stop                          stop gracefully
+  workers N                     run N workers
+  recycle [PID|all]             replace workers gracefully, one at a time
+  app [--worker PID] NAME ARGS  an application command, to every worker
+                                (stats and ping are built in)
+
+Exit status: 0 done, 1 failed, 2 bad usage, 3 not running, 4 not allowed.")]
+pub struct CtlArgs {
+    /// The server's control socket [default: /run/spyglass/default/control.sock,
+    /// or /run/spyglass/SITE/control.sock with --site]
+    #[arg(long, value_name = "PATH", env = "SPYGLASS_CONTROL_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// The site of a template unit (spyglass@SITE.service) to ask.
+    #[arg(long, value_name = "SITE", conflicts_with = "socket")]
+    pub site: Option<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(value_name = "COMMAND", required = true, num_args = 1..,
+          trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 /// `spyglass check`: the same flags as serving.
@@ -273,11 +336,16 @@ pub struct AppCli {
 }
 
 /// A library user's server's subcommands.
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Clone, Debug)]
 pub enum AppCommand {
     /// Check the flags and SPYGLASS_* variables, print the configuration,
     /// and exit 0, or 2 with the reason.
     Check(AppCheck),
+    /// Ask a running server (over its control socket) or tell it what to
+    /// do; never starts one.
+    Ctl(CtlArgs),
 }
 
 /// `check` for a library user's server.
@@ -360,6 +428,13 @@ impl ServerArgs {
                 LogLevelArg::Trace => tracing::Level::TRACE,
             },
             access_log: self.access_log,
+            control_socket: self.control_socket.clone(),
+            recycle: crate::config::Recycle {
+                max_requests: self.worker_max_requests,
+                max_lifetime: self.worker_max_lifetime.map(|t| t.0),
+                max_memory: self.worker_max_memory.map(|s| s.0),
+            },
+            reload_on_change: self.reload_on_change.clone(),
             http,
         })
     }

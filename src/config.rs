@@ -31,8 +31,29 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// One event per request.
     pub access_log: bool,
+    /// Where the control socket listens (`spyglass ctl`); under systemd,
+    /// `$RUNTIME_DIRECTORY/control.sock` when this is `None`.
+    pub control_socket: Option<PathBuf>,
+    /// When workers are replaced, gracefully, to bound what a leaking
+    /// app can accumulate.
+    pub recycle: Recycle,
+    /// Reload in place when one of these files (or directories) changes.
+    pub reload_on_change: Vec<PathBuf>,
     /// HTTP engine limits and timeouts.
     pub http: HttpConfig,
+}
+
+/// Worker recycling: a worker past any limit is replaced, its successor
+/// booted before it stops accepting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recycle {
+    /// After this many requests (each worker adds up to a tenth more, drawn
+    /// at random, so that workers do not all go at once).
+    pub max_requests: Option<u64>,
+    /// After this long (with the same jitter).
+    pub max_lifetime: Option<Duration>,
+    /// Once its resident memory exceeds this many bytes.
+    pub max_memory: Option<u64>,
 }
 
 /// Limits and timeouts of the HTTP/1.1 engine.
@@ -93,6 +114,9 @@ impl Default for Config {
             log_target: LogTarget::Auto,
             log_level: tracing::Level::INFO,
             access_log: true,
+            control_socket: None,
+            recycle: Recycle::default(),
+            reload_on_change: Vec::new(),
             http: HttpConfig::default(),
         }
     }

@@ -245,14 +245,22 @@ impl Conn {
         }
     }
 
-    /// The worker is stopping: true if the connection should close now
-    /// (it is idle); otherwise it closes after the response in progress.
-    pub fn stop(&mut self) -> bool {
+    /// The worker is stopping: true if the connection should close now;
+    /// otherwise it closes after the response in progress. An idle
+    /// kept-alive connection may still bring one request until
+    /// `last_call` (a request already on its way is answered, with
+    /// `Connection: close`, rather than cut off).
+    pub fn stop(&mut self, last_call: u64) -> bool {
         self.keep_alive = false;
         match self.state {
-            State::Idle => self.served > 0,
+            State::Idle if self.served > 0 => {
+                self.deadline = self.deadline.min(last_call);
+                false
+            }
             State::Linger => true,
-            State::Head | State::Body(_) | State::Waiting(..) | State::Sending => false,
+            State::Idle | State::Head | State::Body(_) | State::Waiting(..) | State::Sending => {
+                false
+            }
         }
     }
 

@@ -56,11 +56,59 @@ pub fn status_response(status: http::StatusCode) -> Response {
 pub trait Handler {
     /// Answer one request.
     fn call(&mut self, req: Request) -> Response;
+
+    /// An application command, sent with `spyglass ctl app NAME [ARGS...]`
+    /// to every worker (or one): `Some(Ok(reply))`, `Some(Err(why))`, or
+    /// `None` if this handler has no such command. It runs in the worker's
+    /// event loop between events, so it must answer quickly and never
+    /// block. Commands registered with [`crate::Server::command`] are
+    /// tried first.
+    fn command(&mut self, name: &str, args: &[String]) -> Option<Result<String, String>> {
+        let _ = (name, args);
+        None
+    }
+
+    /// The worker is stopping gracefully (a stop, an idle exit, a reload,
+    /// recycling) and has answered its last request: flush what is
+    /// buffered, close pools. Not called when a worker is killed.
+    fn stop(&mut self) {}
 }
 
 impl<F: FnMut(Request) -> Response> Handler for F {
     fn call(&mut self, req: Request) -> Response {
         self(req)
+    }
+}
+
+/// An application command's implementation (see [`crate::Server::command`]).
+pub type CommandFn = Box<dyn FnMut(&[String]) -> Result<String, String>>;
+
+/// Application commands by name, registered before the fork; each worker
+/// runs its own copy.
+#[derive(Default)]
+pub struct Commands {
+    list: Vec<(String, CommandFn)>,
+}
+
+impl Commands {
+    /// Register `name` (a later registration of the same name replaces an
+    /// earlier one).
+    pub fn add(&mut self, name: &str, f: CommandFn) {
+        self.list.retain(|(n, _)| n != name);
+        self.list.push((name.to_owned(), f));
+    }
+
+    /// Run `name` if registered.
+    pub fn run(&mut self, name: &str, args: &[String]) -> Option<Result<String, String>> {
+        self.list
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| f(args))
+    }
+
+    /// The registered names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|(n, _)| n.as_str())
     }
 }
 

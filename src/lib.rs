@@ -28,9 +28,12 @@
 
 mod buffers;
 pub mod cgi;
+mod channel;
 pub mod cli;
 pub mod config;
 mod conn;
+pub mod control;
+pub mod ctl;
 pub mod handler;
 pub mod listeners;
 pub mod logging;
@@ -46,6 +49,7 @@ pub mod site;
 pub mod static_files;
 #[allow(unsafe_code)]
 mod sys;
+mod watch;
 mod worker;
 
 pub use handler::{

@@ -18,6 +18,7 @@ fn main() {
     let cli: Cli = cli::parse().unwrap_or_else(|e| usage_error(&e));
     match cli.command {
         Some(Command::Check(c)) => check(&c.site, c.server.config()),
+        Some(Command::Ctl(c)) => std::process::exit(spyglass::ctl::run(&c)),
         None => serve(&cli.site, cli.server.config()),
     }
 }

@@ -20,7 +20,6 @@
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -39,8 +38,9 @@ pub struct Adopted {
 }
 
 impl Adopted {
-    pub fn into_channel(self) -> UnixStream {
-        UnixStream::from(self.channel)
+    /// The channel's descriptor.
+    pub fn into_channel(self) -> OwnedFd {
+        self.channel
     }
 }
 

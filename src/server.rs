@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use crate::cli::{self, AppCli, AppCommand};
 use crate::config::{Config, IdleTimeout};
-use crate::handler::{Handler, WorkerInfo};
+use crate::control::Control;
+use crate::handler::{Commands, Handler, WorkerInfo};
 use crate::listeners::{ListenError, Listeners};
-use crate::master::{Exit, Master};
+use crate::master::{Exit, Hooks, MAX_WORKERS, Master};
 use crate::reexec::Reexec;
 use crate::scoreboard::Scoreboard;
 use crate::signals::Signals;
-use crate::worker::MakeHandler;
+use crate::watch::Watch;
+use crate::worker::{App, MakeHandler};
 
 /// A spyglass server: socket activation, prefork, idle exit and journald
 /// logging around your [`Handler`].
@@ -41,6 +43,10 @@ pub struct Server {
     refusing: Option<String>,
     /// `BINARY check ARGS` before each reload.
     check_before_reload: bool,
+    /// Application commands for `spyglass ctl app`.
+    commands: Commands,
+    /// Run in the master before a reload re-executes the binary.
+    before_reload: Option<Box<dyn FnMut() -> Result<(), String>>>,
 }
 
 /// Exit status of a run that failed (a worker could not boot, say).
@@ -111,14 +117,17 @@ impl Server {
     /// prints the configuration and exits.
     pub fn from_args() -> Server {
         let args: AppCli = cli::parse().unwrap_or_else(|e| usage_error(&e));
-        let config = args.server.config().unwrap_or_else(|e| usage_error(&e));
         match args.command {
             Some(AppCommand::Check(check)) => {
                 let config = check.server.config().unwrap_or_else(|e| usage_error(&e));
                 print_config(&config.describe());
                 std::process::exit(0)
             }
-            None => Server::new(config).check_before_reload(true),
+            Some(AppCommand::Ctl(ctl)) => std::process::exit(crate::ctl::run(&ctl)),
+            None => {
+                let config = args.server.config().unwrap_or_else(|e| usage_error(&e));
+                Server::new(config).check_before_reload(true)
+            }
         }
     }
 
@@ -128,7 +137,47 @@ impl Server {
             config,
             refusing: None,
             check_before_reload: false,
+            commands: Commands::default(),
+            before_reload: None,
         }
+    }
+
+    /// Register an application command: `spyglass ctl app NAME [ARGS...]`
+    /// runs `f(ARGS)` in every worker (or the one `--worker PID` names) and
+    /// prints each worker's reply under its pid. It runs in the worker's
+    /// event loop between events: answer quickly, never block. `stats` and
+    /// `ping` are the engine's own; a name registered twice keeps the
+    /// later. A handler can also answer commands itself
+    /// ([`Handler::command`]).
+    ///
+    /// ```no_run
+    /// use spyglass::{Body, Request, Response, Server};
+    ///
+    /// let server = Server::from_args().command("hello", |args| {
+    ///     Ok(format!("hello, {}", args.join(" ")))
+    /// });
+    /// server.serve(|_req: Request| Response::new(Body::from("hi\n")))?;
+    /// # Ok::<(), spyglass::Error>(())
+    /// ```
+    pub fn command<F>(mut self, name: &str, f: F) -> Server
+    where
+        F: FnMut(&[String]) -> Result<String, String> + 'static,
+    {
+        self.commands.add(name, Box::new(f));
+        self
+    }
+
+    /// Run `f` in the master before a reload re-executes the binary (after
+    /// the configuration check passed): an error refuses the reload, and
+    /// the running server carries on. For work that must happen once per
+    /// deployment, not once per worker: checking a migration, warming a
+    /// shared cache on disk.
+    pub fn before_reload<F>(mut self, f: F) -> Server
+    where
+        F: FnMut() -> Result<(), String> + 'static,
+    {
+        self.before_reload = Some(Box::new(f));
+        self
     }
 
     /// Before a reload (SIGHUP), run `BINARY check ARGS` (the binary on
@@ -180,7 +229,7 @@ impl Server {
     }
 
     fn supervise(
-        self,
+        mut self,
         listeners: Listeners,
         reexec: Reexec,
         make: MakeHandler<'_>,
@@ -203,11 +252,27 @@ impl Server {
                 "configuration error: {why}; answering 503 until idle, then exiting with status {EXIT_CONFIG}"
             );
         }
-        let scoreboard = Scoreboard::new(self.config.workers.max(1024))?;
+        // Room for the largest pool plus the successors of recycled workers.
+        let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
         let signals = Signals::for_master()?;
+        let control = self.open_control();
+        let watch = self.open_watch();
+        let hooks = Hooks {
+            before_reload: self
+                .before_reload
+                .as_mut()
+                .map(|f| &mut **f as &mut dyn FnMut() -> Result<(), String>),
+        };
+        let app = App {
+            make,
+            commands: &mut self.commands,
+        };
         let exit = Master::new(&self.config, &listeners, scoreboard, signals, reexec)
             .refusing(self.refusing.clone())
-            .run(make);
+            .control(control)
+            .watch(watch)
+            .hooks(hooks)
+            .run(app);
         if !listeners.activated {
             listeners.remove_created();
         }
@@ -225,6 +290,47 @@ impl Server {
         // journald files an event under our unit only while we exist.
         crate::logging::flush(Duration::from_secs(1));
         result
+    }
+}
+
+impl Server {
+    /// The control socket: `--control-socket`, or `control.sock` in the
+    /// runtime directory systemd made for us. A failure is logged, not
+    /// fatal: serving matters more than being asked about it.
+    fn open_control(&self) -> Option<Control> {
+        let path = self.config.control_socket.clone().or_else(|| {
+            let dir = std::env::var_os("RUNTIME_DIRECTORY")?;
+            let first = std::env::split_paths(&dir).next()?;
+            Some(first.join("control.sock"))
+        })?;
+        match Control::open(&path) {
+            Ok(c) => {
+                tracing::info!(path = %path.display(), "control socket");
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "no control socket");
+                None
+            }
+        }
+    }
+
+    /// The files `--reload-on-change` names, watched.
+    fn open_watch(&self) -> Option<Watch> {
+        let paths = &self.config.reload_on_change;
+        if paths.is_empty() {
+            return None;
+        }
+        match Watch::new(paths) {
+            Ok(w) => {
+                tracing::info!(dirs = ?w.describe(), "reloading when watched files change");
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch files for --reload-on-change");
+                None
+            }
+        }
     }
 }
 
@@ -271,11 +377,8 @@ pub fn exit_misconfigured(why: Misconfigured, line: &str, config: Option<Config>
     let mut config = config.unwrap_or_else(fallback_config);
     // One worker is plenty for answering 503.
     config.workers = 1;
-    let server = Server {
-        config,
-        refusing: Some(line.to_owned()),
-        check_before_reload: false,
-    };
+    let mut server = Server::new(config);
+    server.refusing = Some(line.to_owned());
     // The master answers 503 with its own handler while refusing.
     let mut nothing = |_: WorkerInfo| -> Result<Box<dyn Handler>, Box<dyn StdError>> {
         Err("refusing: the master's 503 handler serves".into())

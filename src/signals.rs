@@ -1,5 +1,6 @@
 //! The one signal table: which signal means which [`Command`]. Decides
-//! nothing else.
+//! nothing else. The control socket ([`crate::control`]) turns its command
+//! lines into the same [`Command`]s, so the master has one dispatcher.
 //!
 //! No signal handler runs, ever: the signals are blocked and read from a
 //! signalfd in the event loop, so handling them is ordinary code (it may
@@ -12,8 +13,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-/// Work a signal asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Work a signal or a control command asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// TERM, QUIT: stop accepting, finish in-flight requests, exit 0.
     GracefulStop,
@@ -27,6 +28,22 @@ pub enum Command {
     RemoveWorker,
     /// CHLD: reap and respawn.
     Reap,
+    /// `ctl workers N`: this many workers.
+    SetWorkers(usize),
+    /// `ctl recycle [PID|all]`: replace workers gracefully, one by one.
+    Recycle(Option<i32>),
+    /// `ctl status`: report.
+    Status,
+    /// `ctl app NAME [ARGS]`: an application command for the workers (or
+    /// the one with this pid).
+    App {
+        /// The command's name.
+        name: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Only this worker.
+        worker: Option<i32>,
+    },
 }
 
 /// The table, mirrored in the README.
@@ -58,17 +75,17 @@ impl Signals {
     /// A worker's, right after fork: only stop signals stay blocked (read
     /// through a new signalfd); all others are unblocked.
     pub fn for_worker() -> io::Result<Signals> {
-        Self::block(|c| WORKER.contains(&c))
+        Self::block(|c| WORKER.contains(c))
     }
 
     /// The signal a worker receives when the master dies.
     pub const PARENT_DEATH: Signal = Signal::SIGTERM;
 
-    fn block(keep: impl Fn(Command) -> bool) -> io::Result<Signals> {
+    fn block(keep: impl Fn(&Command) -> bool) -> io::Result<Signals> {
         let mut mask = SigSet::empty();
-        for (sig, cmd) in TABLE {
+        for (sig, cmd) in &TABLE {
             if keep(cmd) {
-                mask.add(sig);
+                mask.add(*sig);
             }
         }
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
@@ -86,7 +103,7 @@ impl Signals {
                 continue;
             };
             if let Some((_, cmd)) = TABLE.iter().find(|(s, _)| *s == sig) {
-                out.push(*cmd);
+                out.push(cmd.clone());
             }
         }
         out

@@ -12,9 +12,9 @@
 //! connections and exit once the busy ones are answered. It knows nothing
 //! about handlers beyond calling them through [`crate::conn`].
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +23,10 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::SockaddrStorage;
 use nix::unistd::{Pid, getppid};
 
+use crate::channel::{Channel, ToMaster, ToWorker};
 use crate::config::Config;
 use crate::conn::{Conn, Ctx, Tally, Wants};
-use crate::handler::{ConnInfo, Handler, Peer, WorkerInfo};
+use crate::handler::{Commands, ConnInfo, Handler, Peer, WorkerInfo};
 use crate::listeners::Listener;
 use crate::request::{Limits, MAX_HEADERS_CEILING};
 use crate::response::DateCache;
@@ -36,28 +37,41 @@ use crate::signals::{Command, Signals};
 /// master does not respawn it but stops with an error.
 pub const EXIT_BOOT_FAILED: i32 = 3;
 
-/// Messages on the channel between master and worker (one byte each).
-pub const MSG_BOOTED: u8 = b'B';
-pub const MSG_STOP: u8 = b'S';
-
 /// Builds the handler in a worker, after the fork.
 pub type MakeHandler<'a> =
     &'a mut dyn FnMut(WorkerInfo) -> Result<Box<dyn Handler>, Box<dyn std::error::Error>>;
+
+/// What a worker runs: how it builds its handler after the fork, and the
+/// application's commands.
+pub struct App<'a> {
+    /// Builds the handler.
+    pub make: MakeHandler<'a>,
+    /// Commands for `spyglass ctl app` (each worker has its own copy).
+    pub commands: &'a mut Commands,
+}
+
+/// How long an idle kept-alive connection of a stopping worker may still
+/// bring one request (answered with `Connection: close`): closing it at
+/// once would race a request already on its way, which the client would
+/// see as an error.
+const LAST_CALL_MS: u64 = 500;
 
 /// What a freshly forked worker is given.
 pub struct Setup<'a> {
     pub index: usize,
     pub listeners: &'a [Listener],
-    pub channel: UnixStream,
+    pub channel: Channel,
     pub slot: WorkerSlot,
     pub config: &'a Config,
     pub master: Pid,
     /// Master-only descriptors inherited through fork, closed first thing.
     pub close: Vec<RawFd>,
+    /// After this many requests, ask to be replaced.
+    pub max_requests: Option<u64>,
 }
 
 /// Run a worker to its end; returns the process exit code.
-pub fn run(setup: Setup<'_>, make: MakeHandler<'_>) -> i32 {
+pub fn run(setup: Setup<'_>, app: App<'_>) -> i32 {
     // Clean up first: nothing of the master's may leak into this process's
     // lifetime, and the inherited signal mask must be this worker's own.
     for fd in &setup.close {
@@ -77,20 +91,41 @@ pub fn run(setup: Setup<'_>, make: MakeHandler<'_>) -> i32 {
         index: setup.index,
         pid,
     };
-    let handler = match make(info) {
+    let handler = match (app.make)(info) {
         Ok(h) => h,
         Err(e) => return boot_failed(setup.index, &e.to_string()),
     };
-    let mut event_loop = match EventLoop::new(setup, signals, handler) {
+    let mut event_loop = match EventLoop::new(setup, signals, handler, app.commands) {
         Ok(l) => l,
         Err(e) => return boot_failed(info.index, &format!("event loop: {e}")),
     };
-    if (&event_loop.channel).write_all(&[MSG_BOOTED]).is_err() {
+    if event_loop
+        .channel
+        .send_to_master(&ToMaster::Booted)
+        .is_err()
+    {
         return 0;
     }
-    let code = event_loop.run();
+    let ended = event_loop.run();
+    if ended == Ended::Graceful {
+        event_loop.handler.stop();
+    }
     crate::logging::flush(LOG_FLUSH);
-    code
+    match ended {
+        Ended::Graceful | Ended::Fast => 0,
+        Ended::Broken => 1,
+    }
+}
+
+/// How a worker's event loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Told to stop (or its master is gone): everything answered.
+    Graceful,
+    /// SIGINT: at once.
+    Fast,
+    /// The loop itself failed.
+    Broken,
 }
 
 /// How long an exiting worker waits for journald to read its last events.
@@ -141,8 +176,9 @@ struct EventLoop<'a> {
     in_flight: InFlight,
     tally: Tally,
     signals: Signals,
-    channel: UnixStream,
+    channel: Channel,
     handler: Box<dyn Handler>,
+    commands: &'a mut Commands,
     config: &'a Config,
     limits: Limits,
     date: DateCache,
@@ -150,6 +186,8 @@ struct EventLoop<'a> {
     pid: u32,
     stopping: bool,
     stop_deadline: u64,
+    /// Ask to be replaced after this many requests (asked once).
+    max_requests: Option<u64>,
     sweep_every: u64,
 }
 
@@ -158,9 +196,9 @@ impl<'a> EventLoop<'a> {
         setup: Setup<'a>,
         signals: Signals,
         handler: Box<dyn Handler>,
+        commands: &'a mut Commands,
     ) -> io::Result<EventLoop<'a>> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        setup.channel.set_nonblocking(true)?;
         epoll.add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))?;
         epoll.add(
             &setup.channel,
@@ -195,6 +233,7 @@ impl<'a> EventLoop<'a> {
             signals,
             channel: setup.channel,
             handler,
+            commands,
             config: setup.config,
             limits: Limits {
                 max_request_line: http.max_request_line,
@@ -207,6 +246,7 @@ impl<'a> EventLoop<'a> {
             pid: std::process::id(),
             stopping: false,
             stop_deadline: u64::MAX,
+            max_requests: setup.max_requests,
             sweep_every: (shortest.as_millis() as u64 / 4).clamp(50, 1000),
         };
         l.set_accepting(true)?;
@@ -230,7 +270,7 @@ impl<'a> EventLoop<'a> {
         Ok(())
     }
 
-    fn run(&mut self) -> i32 {
+    fn run(&mut self) -> Ended {
         let mut events = vec![EpollEvent::empty(); 256];
         let mut next_sweep = now_ms() + self.sweep_every;
         loop {
@@ -241,7 +281,7 @@ impl<'a> EventLoop<'a> {
                 Err(Errno::EINTR) => 0,
                 Err(e) => {
                     tracing::error!(worker = self.pid, error = %e, "epoll_wait failed");
-                    return 1;
+                    return Ended::Broken;
                 }
             };
             let now = now_ms();
@@ -250,7 +290,7 @@ impl<'a> EventLoop<'a> {
                     SIGNALS => {
                         for cmd in self.signals.drain() {
                             match cmd {
-                                Command::FastStop => return 0,
+                                Command::FastStop => return Ended::Fast,
                                 _ => self.stop(now),
                             }
                         }
@@ -273,8 +313,12 @@ impl<'a> EventLoop<'a> {
             }
             crate::logging::retry();
             self.publish(now);
+            if self.max_requests.is_some_and(|n| self.tally.served >= n) {
+                self.max_requests = None;
+                let _ = self.channel.send_to_master(&ToMaster::Spent);
+            }
             if self.stopping && (self.open == 0 || now >= self.stop_deadline) {
-                return 0;
+                return Ended::Graceful;
             }
         }
     }
@@ -305,7 +349,7 @@ impl<'a> EventLoop<'a> {
         let _ = self.set_accepting(false);
         for i in 0..self.conns.len() {
             let close = match &mut self.conns[i] {
-                Some(e) => e.conn.stop(),
+                Some(e) => e.conn.stop(now + LAST_CALL_MS),
                 None => false,
             };
             if close {
@@ -315,20 +359,60 @@ impl<'a> EventLoop<'a> {
     }
 
     fn read_channel(&mut self, now: u64) {
-        let mut buf = [0u8; 16];
         loop {
-            match (&self.channel).read(&mut buf) {
-                Ok(0) => return self.stop(now), // the master is gone
-                Ok(n) => {
-                    if buf[..n].contains(&MSG_STOP) {
-                        self.stop(now);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            match self.channel.recv_from_master() {
+                Ok(None) => return,
+                Ok(Some(ToWorker::Stop)) => self.stop(now),
+                Ok(Some(ToWorker::Command { id, name, args })) => self.command(id, &name, &args),
+                // The master is gone (or speaks nonsense): finish and exit.
                 Err(_) => return self.stop(now),
             }
         }
+    }
+
+    /// An application command from the master: the engine's own (`stats`,
+    /// `ping`), then the app's registered ones, then its handler's.
+    fn command(&mut self, id: u32, name: &str, args: &[String]) {
+        let result = match name {
+            "stats" => Ok(self.stats()),
+            "ping" => Ok("pong".to_owned()),
+            _ => self
+                .commands
+                .run(name, args)
+                .or_else(|| {
+                    let handler = &mut self.handler;
+                    catch_unwind(AssertUnwindSafe(|| handler.command(name, args)))
+                        .unwrap_or_else(|_| Some(Err(format!("command '{name}' panicked"))))
+                })
+                .unwrap_or_else(|| Err(format!("unknown command '{name}'"))),
+        };
+        let (ok, text) = match result {
+            Ok(t) => (true, t),
+            Err(t) => (false, t),
+        };
+        let _ = self
+            .channel
+            .send_to_master(&ToMaster::Reply { id, ok, text });
+    }
+
+    /// This worker's counters, as JSON.
+    fn stats(&self) -> String {
+        let t = &self.tally;
+        let classes: serde_json::Map<String, serde_json::Value> = t
+            .by_class
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("{}xx", i + 1), (*n).into()))
+            .collect();
+        serde_json::json!({
+            "requests": t.served,
+            "by_class": classes,
+            "bytes_sent": t.bytes,
+            "open_connections": self.open,
+            "in_flight": self.in_flight.total(),
+            "log_events_dropped": crate::logging::dropped(),
+        })
+        .to_string()
     }
 
     fn accept(&mut self, index: usize, now: u64) {

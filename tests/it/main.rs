@@ -5,6 +5,7 @@
 mod support;
 
 mod cgi;
+mod control;
 mod core;
 mod http;
 pub mod idle;
