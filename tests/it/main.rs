@@ -6,6 +6,7 @@ mod support;
 
 mod cgi;
 mod core;
+mod docs;
 mod http;
 pub mod idle;
 mod sdbox;
