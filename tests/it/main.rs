@@ -9,6 +9,7 @@ mod core;
 mod docs;
 mod http;
 pub mod idle;
+mod package;
 mod sdbox;
 mod static_files;
 mod systemd;
