@@ -17,7 +17,18 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let full = match revision(&dir) {
         Some(rev) => format!("{version} (git {rev})"),
-        None => version,
+        None => {
+            // `cargo package` verifies the crate unpacked in TARGET/package/
+            // and builds it in the checkout's target dir as the same units.
+            // Watching this missing file there makes the checkout's next
+            // build run this script again instead of keeping the packaged
+            // build's version. Nowhere else: a crate from a registry must
+            // not rerun its build script on every build.
+            if dir.parent().is_some_and(|p| p.ends_with("package")) {
+                println!("cargo:rerun-if-changed={}", dir.join(".git").display());
+            }
+            version
+        }
     };
     println!("cargo:rustc-env=SPYGLASS_VERSION={full}");
 }
