@@ -11,6 +11,10 @@
 //! exits with code 2 ([`crate::server::exit_misconfigured`]). Subcommands
 //! ([`Command`], [`AppCommand`]) come first on the command line; a ROOT
 //! with a subcommand's name is written `./check`.
+//!
+//! The same definitions make the manual pages and the shell completions
+//! (`spyglass man`, `spyglass completions SHELL`: [`docs`]), so `--help`,
+//! `man spyglass` and tab completion cannot disagree.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -20,6 +24,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{
     Config, HttpConfig, IdleTimeout, ListenAddr, LogTarget, Size, Timeout, Timespan,
 };
+
+pub mod docs;
+
+/// `--version`: the package version, and the git revision when built from
+/// a checkout ("0.1.0 (git 0123456789ab)"; see build.rs).
+pub const VERSION: &str = env!("SPYGLASS_VERSION");
 
 /// Flags shared by every spyglass server.
 #[derive(Args, Clone, Debug)]
@@ -214,7 +224,8 @@ pub struct ServerArgs {
 #[derive(Args, Clone, Debug)]
 pub struct SiteArgs {
     /// Directory of files to serve.
-    #[arg(value_name = "ROOT", env = "SPYGLASS_ROOT", default_value = ".")]
+    #[arg(value_name = "ROOT", env = "SPYGLASS_ROOT", default_value = ".",
+          value_hint = clap::ValueHint::DirPath)]
     pub root: PathBuf,
 
     /// Run CGI scripts from DIR for URLs under PREFIX, as in
@@ -253,9 +264,10 @@ pub struct SiteArgs {
 #[derive(Parser, Clone, Debug)]
 #[command(
     name = "spyglass",
-    version,
+    version = VERSION,
     about = "A socket-activated, pre-forking HTTP/1.1 server",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// Something other than serving.
@@ -270,9 +282,9 @@ pub struct Cli {
 }
 
 /// The `spyglass` binary's subcommands.
-// Parsed once per process: the size of the largest variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Clone, Debug)]
+// Built once per process: `check` carrying every flag costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Check the configuration as the service would load it (flags,
     /// SPYGLASS_* variables, ROOT and CGI directories opened), print it,
@@ -281,6 +293,18 @@ pub enum Command {
     /// Ask a running server (over its control socket) or tell it what to
     /// do; never starts one.
     Ctl(CtlArgs),
+    /// Print a completion script for SHELL to stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: docs::Shell,
+    },
+    /// Print a manual page (roff) to stdout: spyglass(1), or COMMAND's.
+    Man {
+        /// The subcommand whose page to print.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// `spyglass ctl`.
@@ -452,9 +476,22 @@ pub fn parse<P: Parser>() -> Result<P, String> {
             std::process::exit(0);
         }
         Err(e) => {
+            // clap's message up to its usage block, on one line: "the
+            // following required arguments were not provided: <SHELL>".
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or("bad arguments");
-            Err(line.strip_prefix("error: ").unwrap_or(line).to_owned())
+            let words: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let line = words.join(" ");
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
+            Err(if line.is_empty() {
+                "bad arguments"
+            } else {
+                line
+            }
+            .to_owned())
         }
     }
 }

@@ -61,3 +61,8 @@ pub use server::{Error, Server};
 /// The `http` crate, re-exported so that handlers need no separate
 /// dependency on a matching version.
 pub use http;
+
+/// The README's Rust examples, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -8,7 +8,7 @@
 
 use spyglass::Server;
 use spyglass::cgi::{Cgi, CgiOptions};
-use spyglass::cli::{self, Cli, Command, SiteArgs};
+use spyglass::cli::{self, Cli, Command, SiteArgs, docs};
 use spyglass::config::Config;
 use spyglass::server::{Misconfigured, exit_misconfigured, print_config};
 use spyglass::site::Site;
@@ -19,6 +19,15 @@ fn main() {
     match cli.command {
         Some(Command::Check(c)) => check(&c.site, c.server.config()),
         Some(Command::Ctl(c)) => std::process::exit(spyglass::ctl::run(&c)),
+        Some(Command::Completions { shell }) => docs::print_and_exit(&docs::completions(shell)),
+        Some(Command::Man { command }) => match docs::man_page(command.as_deref()) {
+            Some(page) => docs::print_and_exit(&page),
+            None => usage_error(&format!(
+                "no manual page for '{}' (pages: {})",
+                command.unwrap_or_default(),
+                docs::subcommand_pages().join(", ")
+            )),
+        },
         None => serve(&cli.site, cli.server.config()),
     }
 }

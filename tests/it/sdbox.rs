@@ -36,6 +36,15 @@
 //!   unshare's `--mount-proc`: binding /proc/sys read-only any earlier would be covered by the
 //!   fresh /proc and leave the box's sysctls writable. `setns(CLONE_NEWNS)` fails (EINVAL) in a
 //!   thread sharing its fs struct, hence `unshare(CLONE_FS)` in a thread used for nothing else.
+//! - **Packages** ([`Options::private_os`]): dpkg and apt write /usr, /etc, /var (and a
+//!   package's files anywhere under them), so a box that installs a package gets overlays of
+//!   the host's /etc, /opt, /srv, /usr and /var with box-private tmpfs upper layers (built
+//!   before any other mount, which then land on top), and an empty tmpfs over
+//!   /usr/lib/systemd/system added to its unit path: the box's systemd loads the units a
+//!   package installs there and still none of the host's. Host mounts below those
+//!   directories are not seen in the box (an overlay's lower layer is one file system). A
+//!   host without all five directories, or without merged /usr (a real /bin, /lib or /sbin
+//!   would be written through), fails the box's setup.
 //! - **Private state everywhere systemd writes:** tmpfs on /run, /tmp, /var/tmp,
 //!   /var/log/journal, /var/lib/systemd, /etc/systemd; a minimal private /dev (no host devtmpfs
 //!   writes such as /dev/log); per-box /etc/machine-id and /etc/hostname bind mounts; a fresh
@@ -107,6 +116,13 @@ const LIB: &str = "/run/spyglass-sdbox/lib";
 const EMPTY: &str = "/run/spyglass-sdbox/empty";
 const UNIT_PATH: &str = "/etc/systemd/system.control:/run/systemd/system.control:\
 /run/systemd/transient:/etc/systemd/system:/run/systemd/system:/run/spyglass-sdbox/lib";
+/// Where packages install units; on the unit path (box-private, empty at boot) only with
+/// [`Options::private_os`].
+const PACKAGE_UNITS: &str = "/usr/lib/systemd/system";
+/// The directories a package manager writes, overlaid with [`Options::private_os`].
+const OS_DIRS: [&str; 5] = ["/etc", "/opt", "/srv", "/usr", "/var"];
+/// Holds the overlays' upper and work directories (box path).
+const OS_LAYERS: &str = "/run/spyglass-sdbox/os";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const CONSOLE_KEEP: usize = 256 * 1024;
 const LAUNCH: &str = "unshare --pid --mount --net --uts --ipc --cgroup --fork \
@@ -166,6 +182,35 @@ pub fn stand_in_units(port: u16) -> Vec<(&'static str, String)> {
 /// The stand-in's response body, sent as is (printf "%s", no newline added).
 pub const STAND_IN_BODY: &str = "stand-in ok";
 
+/// How a box is booted, beyond its units.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// The box's longest life (the watchdog kills it then).
+    pub ttl: Duration,
+    /// Box-private /etc, /opt, /srv, /usr and /var, and [`PACKAGE_UNITS`] on the unit path
+    /// (see the header): for tests that install packages with dpkg or apt.
+    pub private_os: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            ttl: DEFAULT_TTL,
+            private_os: false,
+        }
+    }
+}
+
+impl Options {
+    fn unit_path(&self) -> String {
+        if self.private_os {
+            format!("{UNIT_PATH}:{PACKAGE_UNITS}")
+        } else {
+            UNIT_PATH.to_owned()
+        }
+    }
+}
+
 /// A booted box. Dropping it tears it down (also while a test panics).
 pub struct SdBox {
     name: String,
@@ -179,6 +224,7 @@ pub struct SdBox {
     console: Arc<Mutex<Vec<u8>>>,
     console_slave: Option<OwnedFd>,
     boot_time: Duration,
+    unit_path: String,
 }
 
 struct Host {
@@ -197,6 +243,16 @@ impl SdBox {
 
     /// [`SdBox::boot`] with a lifetime bound other than [`DEFAULT_TTL`].
     pub fn boot_with_ttl(units: &[(&str, String)], ttl: Duration) -> Result<SdBox, Skip> {
+        let opts = Options {
+            ttl,
+            ..Options::default()
+        };
+        Self::boot_with(units, opts)
+    }
+
+    /// [`SdBox::boot`] with `opts`.
+    pub fn boot_with(units: &[(&str, String)], opts: Options) -> Result<SdBox, Skip> {
+        let ttl = opts.ttl;
         let started = Instant::now();
         for (name, _) in units {
             assert!(
@@ -216,6 +272,7 @@ impl SdBox {
             console: Arc::default(),
             console_slave: None,
             boot_time: Duration::ZERO,
+            unit_path: opts.unit_path(),
         };
         sd.watchdog = Some(spawn_watchdog(&sd.cgroup, ttl));
 
@@ -234,7 +291,7 @@ impl SdBox {
             .env_clear()
             .envs([("PATH", PATH), ("LANG", "C.UTF-8"), ("TERM", "dumb")])
             .envs([("container", "spyglass-sdbox")])
-            .envs([("SYSTEMD_UNIT_PATH", UNIT_PATH)])
+            .envs([("SYSTEMD_UNIT_PATH", &sd.unit_path)])
             .envs([("SYSTEMD_GENERATOR_PATH", EMPTY)])
             .envs([("SYSTEMD_ENVIRONMENT_GENERATOR_PATH", EMPTY)])
             .stdin(Stdio::piped())
@@ -280,6 +337,7 @@ impl SdBox {
             console: slave_path,
             journald: host.journald,
             units,
+            private_os: opts.private_os,
         };
         let setup = thread::scope(|s| s.spawn(|| setup.run()).join());
         match setup.expect("setup thread panicked") {
@@ -369,7 +427,7 @@ impl SdBox {
             .envs([("PATH", PATH), ("LANG", "C.UTF-8"), ("TERM", "dumb")])
             .envs([("SYSTEMD_PAGER", "cat"), ("PAGER", "cat")])
             .envs([("SYSTEMD_COLORS", "0")])
-            .envs([("SYSTEMD_UNIT_PATH", UNIT_PATH)])
+            .envs([("SYSTEMD_UNIT_PATH", &self.unit_path)])
             .stdin(Stdio::null())
             .output()
             .expect("spawn nsenter")
@@ -486,6 +544,7 @@ struct Setup<'a> {
     console: PathBuf,
     journald: PathBuf,
     units: &'a [(&'a str, String)],
+    private_os: bool,
 }
 
 impl Setup<'_> {
@@ -534,6 +593,9 @@ impl Setup<'_> {
             fs::create_dir_all(d)?;
         }
         fs::set_permissions("/run/lock", fs::Permissions::from_mode(0o1777))?;
+        if self.private_os {
+            self.private_os()?;
+        }
         self.dev()?;
         mount_fs("tmpfs", "/tmp", SAFE, "mode=1777")?;
         mount_fs("tmpfs", "/var/tmp", SAFE, "mode=1777")?;
@@ -557,6 +619,42 @@ impl Setup<'_> {
         let machine_id = "/run/spyglass-sdbox/machine-id";
         fs::write(machine_id, format!("{}\n", uuid.trim().replace('-', "")))?;
         bind(machine_id, "/etc/machine-id", Some(RO))
+    }
+
+    /// Overlays of the host's [`OS_DIRS`] whose upper layers live in a tmpfs of the box, and an
+    /// empty [`PACKAGE_UNITS`] (see the header). Runs before the mounts that belong on top.
+    fn private_os(&self) -> io::Result<()> {
+        // Whatever a package writes must land in an overlay: each of OS_DIRS a directory, and
+        // /bin, /lib, /sbin links into /usr (merged /usr, as on Debian 12), never the host's.
+        let kind = |p: &str| fs::symlink_metadata(p).map(|m| m.file_type());
+        for dir in OS_DIRS {
+            if !kind(dir).is_ok_and(|t| t.is_dir()) {
+                return Err(io::Error::other(format!(
+                    "{dir} is not a directory on the host"
+                )));
+            }
+        }
+        for link in ["/bin", "/lib", "/sbin"] {
+            if kind(link).is_ok_and(|t| t.is_dir()) {
+                return Err(io::Error::other(format!(
+                    "{link} is not in /usr (merged /usr)"
+                )));
+            }
+        }
+        fs::create_dir_all(OS_LAYERS)?;
+        mount_fs("tmpfs", OS_LAYERS, SAFE, "mode=755,size=2g")?;
+        for dir in OS_DIRS {
+            let layers = format!("{OS_LAYERS}/{}", dir.trim_start_matches('/'));
+            let (upper, work) = (format!("{layers}/upper"), format!("{layers}/work"));
+            fs::create_dir_all(&upper)?;
+            fs::create_dir_all(&work)?;
+            // The host directory is both the lower layer and the mount point: the box sees
+            // it, and its own writes land in `upper`. No MS_NOSUID: /usr holds setuid tools.
+            let opts = format!("lowerdir={dir},upperdir={upper},workdir={work}");
+            mount_fs("overlay", dir, MsFlags::MS_NODEV, &opts)?;
+        }
+        let units = fs::canonicalize(PACKAGE_UNITS)?;
+        mount_fs("tmpfs", &units.to_string_lossy(), SAFE_NOEXEC, "mode=755")
     }
 
     /// A minimal /dev, built aside and moved over the host's devtmpfs (seen only in the box).

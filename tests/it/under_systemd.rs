@@ -49,7 +49,7 @@ fn boot_full(env: &[(&str, &str)], sandbox: bool, root: &str) -> Option<Spy> {
         );
         service.replace_range(start..end, "");
     }
-    let exec = "ExecStart=/usr/local/bin/spyglass /srv/www";
+    let exec = "ExecStart=/usr/bin/spyglass /srv/www";
     assert!(service.contains(exec), "the shipped ExecStart= changed");
     let mut extra: String = env
         .iter()

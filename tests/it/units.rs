@@ -14,7 +14,7 @@ fn staged_units(site: &Path) -> tempfile::TempDir {
     for name in ["spyglass.socket", "spyglass.service"] {
         let text = std::fs::read_to_string(root.join(name)).unwrap();
         let text = text.replace(
-            "ExecStart=/usr/local/bin/spyglass /srv/www",
+            "ExecStart=/usr/bin/spyglass /srv/www",
             &format!("ExecStart={} {}", spyglass().display(), site.display()),
         );
         std::fs::write(dir.path().join(name), text).unwrap();
