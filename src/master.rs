@@ -201,6 +201,15 @@ impl<'a> Master<'a> {
     /// Run until stopped; the caller exits with the result.
     pub fn run(mut self, mut app: App<'_>) -> Exit {
         let mut refuse = pool::refuser();
+        if let Some(old) = self.reexec.previous_image.take() {
+            let new = report::image();
+            tracing::info!(
+                event = "reload",
+                old_image = %old,
+                new_image = %new,
+                "reloaded: {old} -> {new}"
+            );
+        }
         self.adopt_inherited();
         if let Some(t) = self.idle_timeout {
             tracing::info!(idle_timeout = ?t, "will exit when idle");

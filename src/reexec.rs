@@ -30,6 +30,7 @@ const PID: &str = "SPYGLASS_INHERIT_PID";
 const FDS: &str = "SPYGLASS_INHERIT_FDS";
 const WORKERS: &str = "SPYGLASS_INHERIT_WORKERS";
 const ACTIVATED: &str = "SPYGLASS_INHERIT_ACTIVATED";
+const IMAGE: &str = "SPYGLASS_INHERIT_IMAGE";
 
 /// A worker adopted from the previous image, with its channel owned.
 pub struct Adopted {
@@ -51,6 +52,8 @@ pub struct Reexec {
     workers: Vec<Adopted>,
     /// The binary understands `check` (its command line is spyglass's).
     checkable: bool,
+    /// The image that re-executed us (binary and build), if one did.
+    pub previous_image: Option<String>,
 }
 
 /// Listeners handed over by the previous image: (fd, name), and whether
@@ -74,7 +77,8 @@ impl Reexec {
         let fds = std::env::var(FDS).unwrap_or_default();
         let workers = std::env::var(WORKERS).unwrap_or_default();
         let activated = std::env::var(ACTIVATED).is_ok_and(|v| v == "1");
-        for key in [PID, FDS, WORKERS, ACTIVATED] {
+        let image = std::env::var(IMAGE).ok();
+        for key in [PID, FDS, WORKERS, ACTIVATED, IMAGE] {
             crate::sys::remove_env(key);
         }
         let mut reexec = Reexec {
@@ -82,10 +86,12 @@ impl Reexec {
             args,
             workers: Vec::new(),
             checkable: false,
+            previous_image: None,
         };
         if !ours {
             return (reexec, None);
         }
+        reexec.previous_image = image;
         let pairs = |s: &str| -> Vec<(i32, String)> {
             s.lines()
                 .filter_map(|l| {
@@ -152,6 +158,7 @@ impl Reexec {
         listeners: &[(BorrowedFd<'_>, &str)],
         activated: bool,
         workers: &[(i32, BorrowedFd<'_>)],
+        image: &str,
     ) -> io::Error {
         let keep: Vec<BorrowedFd<'_>> = listeners
             .iter()
@@ -179,6 +186,7 @@ impl Reexec {
             .env(FDS, fds)
             .env(WORKERS, ws)
             .env(ACTIVATED, if activated { "1" } else { "0" })
+            .env(IMAGE, image)
             .exec();
         restore(&keep);
         err

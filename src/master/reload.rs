@@ -133,9 +133,12 @@ impl Master<'_> {
             .filter(|w| !w.stopping)
             .map(|w| (w.pid.as_raw(), w.channel.as_fd()))
             .collect();
-        let err = self
-            .reexec
-            .exec(&listeners, self.listeners.activated, &workers);
+        let err = self.reexec.exec(
+            &listeners,
+            self.listeners.activated,
+            &workers,
+            &super::report::image(),
+        );
         tracing::error!(error = %err, "reload failed; carrying on with the running workers");
         let _ = self.notifier.ready(&self.last_status);
     }

@@ -706,6 +706,20 @@ fn hup_reloads_in_place_without_losing_a_request() {
     assert!(total > 0);
     assert!(!r.proc.exited(), "same master pid");
     assert_eq!(get(r.addr, "/hello.txt").status, 200);
+    // The new image says what it replaced, as a journal event.
+    assert!(
+        r.proc.log.wait_for("reloaded: ", T),
+        "{}",
+        r.proc.log.text()
+    );
+    let log = r.proc.log.text();
+    let line = log.lines().find(|l| l.contains("reloaded: ")).unwrap();
+    assert!(
+        line.contains("event=\"reload\"")
+            && line.contains("old_image=")
+            && line.contains("new_image="),
+        "{line}"
+    );
 }
 
 #[test]

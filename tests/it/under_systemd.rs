@@ -477,6 +477,63 @@ fn requests_keep_flowing_while_journald_is_stopped() {
     );
 }
 
+/// `spyglass ctl` against the shipped, sandboxed unit: the control socket
+/// lives in the service's runtime directory; asking a stopped service says
+/// so and does not wake it; the journal carries the operations' events.
+#[test]
+fn ctl_asks_the_sandboxed_service_and_never_wakes_it() {
+    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2"), ("SPYGLASS_IDLE_TIMEOUT", "3s")]) else {
+        return;
+    };
+    let ctl = |args: &[&str]| {
+        spy.sd
+            .exec(&[&["/run/spyglass-test/spyglass", "ctl"], args].concat())
+    };
+    let out = ctl(&["status"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    assert_eq!(
+        spy.show("ActiveState"),
+        "inactive",
+        "asking did not wake it"
+    );
+
+    assert_eq!(spy.request("/hello.txt").map(|r| r.0), Some(200));
+    let out = ctl(&["--json", "status"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["result"];
+    assert_eq!(s["master"]["pid"], spy.main_pid());
+    assert_eq!(s["listeners"][0]["name"], "http");
+    assert_eq!(s["workers"].as_array().unwrap().len(), 2);
+    let mode = spy
+        .sd
+        .exec(&["stat", "-c", "%a %U", "/run/spyglass/default/control.sock"]);
+    let mode = String::from_utf8_lossy(&mode.stdout);
+    assert!(mode.starts_with("600 "), "{mode}");
+    let out = ctl(&["app", "stats"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = ctl(&["workers", "3"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(wait_until(T, || spy.workers().len() == 3));
+    // Operations are journal events with fields.
+    assert!(
+        wait_until(T, || spy
+            .journal(&["F_EVENT=worker-start", "-o", "cat"])
+            .lines()
+            .count()
+            >= 3),
+        "{}",
+        spy.journal(&["-o", "verbose", "-n", "20"])
+    );
+    assert!(spy.wait_inactive());
+    assert!(wait_until(T, || spy
+        .journal(&["F_EVENT=idle-exit", "-o", "cat"])
+        .contains("idle for 3s")));
+    assert_eq!(ctl(&["status"]).status.code(), Some(3));
+    assert_eq!(spy.show("ActiveState"), "inactive");
+}
+
 /// A broken configuration under the shipped units: the waiting client and
 /// every later one get 503 while requests keep coming, the service starts
 /// once for all of them (no restart loop), then fails with the status and
