@@ -8,6 +8,7 @@
 //! - `/echo`       the request body back, whatever its framing
 //! - `/stream?n=N` N lines, produced as the client reads them (chunked)
 //! - `/panic`      the handler panics: the client gets 500, the worker lives
+//! - `/interim`    the handler answers 103, not a final status: 500
 //! - `/later?ms=N` answered after N ms by a pending response: the worker
 //!   serves other clients meanwhile
 //! - `/redirect`   an internal redirect: answered as `/` would be
@@ -82,6 +83,8 @@ impl Handler for App {
                 res
             }
             "/panic" => panic!("the /panic route panics on purpose"),
+            // An interim status is not an answer: the engine answers 500.
+            "/interim" => error(StatusCode::EARLY_HINTS, "too early"),
             "/later" => {
                 let ms = req
                     .uri()

@@ -117,6 +117,9 @@ enum Failure {
     GatewayTimeout,
     /// Internal redirects went round too often.
     RedirectLoop,
+    /// The handler answered with an interim (1xx) status, which is not an
+    /// answer.
+    Interim(StatusCode),
 }
 
 impl Failure {
@@ -134,7 +137,7 @@ impl Failure {
             Failure::Timeout => StatusCode::REQUEST_TIMEOUT,
             Failure::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Failure::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::Panic | Failure::Storage(_) | Failure::RedirectLoop => {
+            Failure::Panic | Failure::Storage(_) | Failure::RedirectLoop | Failure::Interim(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -445,11 +448,7 @@ impl Conn {
             return self.call(req, hops + 1, ctx);
         }
         if res.status().is_informational() {
-            tracing::error!(
-                status = res.status().as_u16(),
-                "handler returned an interim status; answering 500"
-            );
-            return self.fail(Failure::Panic, ctx);
+            return self.fail(Failure::Interim(res.status()), ctx);
         }
         let (parts, body) = res.into_parts();
         match body.kind {
@@ -541,6 +540,11 @@ impl Conn {
             Failure::RedirectLoop => {
                 tracing::error!(worker = ctx.pid, "too many internal redirects")
             }
+            Failure::Interim(status) => tracing::error!(
+                worker = ctx.pid,
+                status = status.as_u16(),
+                "the handler answered with an interim status ({status}), which is not an answer; answered 500"
+            ),
             Failure::Timeout => {}
         }
         // After a codec error or a timeout the framing of what follows is
@@ -552,6 +556,7 @@ impl Conn {
                 | Failure::BadGateway(_)
                 | Failure::GatewayTimeout
                 | Failure::RedirectLoop
+                | Failure::Interim(_)
         );
         self.keep_alive = request_read && self.keep_alive && !ctx.stopping;
         self.linger_on_close = !request_read;

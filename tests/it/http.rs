@@ -311,6 +311,27 @@ fn a_panicking_handler_answers_500_and_the_worker_carries_on() {
 }
 
 #[test]
+fn an_interim_status_from_a_handler_is_logged_as_such_and_answered_500() {
+    let (p, addr) = app(&[]);
+    let mut c = Client::connect(addr);
+    c.send(b"GET /interim HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response().unwrap().status, 500);
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        c.response().unwrap().status,
+        200,
+        "the connection carries on"
+    );
+    assert!(
+        p.log
+            .wait_for("answered with an interim status (103 Early Hints)", T),
+        "{}",
+        p.log.text()
+    );
+    assert!(!p.log.text().contains("panicked"), "{}", p.log.text());
+}
+
+#[test]
 fn absolute_form_and_asterisk_targets() {
     let (_p, addr) = app(&[]);
     let out = exchange(addr, b"GET http://example.com/echo HTTP/1.1\r\nHost: other\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
