@@ -169,6 +169,9 @@ struct EventLoop<'a> {
     accepting: bool,
     /// When accepting resumes after running out of descriptors.
     accept_pause_until: u64,
+    /// accept() last failed for want of descriptors or memory (logged once
+    /// per episode, not once per try).
+    starved: bool,
     conns: Vec<Option<Entry>>,
     free: Vec<usize>,
     generation: u32,
@@ -224,6 +227,7 @@ impl<'a> EventLoop<'a> {
                 .collect(),
             accepting: false,
             accept_pause_until: 0,
+            starved: false,
             conns: Vec::new(),
             free: Vec::new(),
             generation: 0,
@@ -425,12 +429,29 @@ impl<'a> EventLoop<'a> {
                 return;
             }
             match crate::sys::accept(listener.as_fd()) {
-                Ok((fd, addr)) => self.admit(fd, addr, index, now),
+                Ok((fd, addr)) => {
+                    if self.starved {
+                        self.starved = false;
+                        tracing::info!(worker = self.pid, "accepting again");
+                    }
+                    self.admit(fd, addr, index, now)
+                }
                 Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
                     Errno::EAGAIN => return,
                     Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM => continue,
+                    // The connection stays queued in the listener; retrying
+                    // at once would spin. Stop watching the listener until
+                    // the next sweep after a pause, and say so once.
                     Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
-                        tracing::warn!(worker = self.pid, error = %e, "accept: out of resources; pausing");
+                        if !self.starved {
+                            self.starved = true;
+                            tracing::warn!(
+                                worker = self.pid,
+                                open = self.open,
+                                error = %e,
+                                "accept: out of resources; pausing accept until some are free"
+                            );
+                        }
                         self.accept_pause_until = now + 100;
                         let _ = self.set_accepting(false);
                         return;

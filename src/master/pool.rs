@@ -190,6 +190,9 @@ impl Master<'_> {
             self.forget_in_queries(pid);
             let how = describe(&status);
             let expected = w.stopping || matches!(self.phase, Phase::Draining { .. });
+            // What it had in flight when it died is lost (a worker that
+            // stops normally finishes first, so this is 0 then).
+            let lost = w.slot.map_or(0, |s| self.scoreboard.slot(s).busy());
             if let Some(slot) = w.slot {
                 self.retired_served += self.scoreboard.slot(slot).served();
                 self.retired_log_dropped += self.scoreboard.slot(slot).log_dropped();
@@ -209,10 +212,16 @@ impl Master<'_> {
                 tracing::error!(event = "worker-exit", pid, reason = %why, "worker failed to boot: {why}");
                 self.boot_failure
                     .get_or_insert(format!("worker {pid} failed to boot: {why}"));
-            } else if expected {
+            } else if expected && lost == 0 {
                 tracing::info!(event = "worker-exit", pid, reason = %how, "worker exited: {how}");
             } else {
-                tracing::warn!(event = "worker-exit", pid, reason = %how, "worker died: {how}; replacing it");
+                tracing::warn!(
+                    event = "worker-exit",
+                    pid,
+                    reason = %how,
+                    lost,
+                    "worker died: {how}; {lost} requests in flight lost; replacing it"
+                );
             }
         }
     }
@@ -444,10 +453,12 @@ impl Master<'_> {
             let Some(slot) = w.slot else { continue };
             let silent = now.saturating_sub(self.scoreboard.slot(slot).heartbeat());
             if w.booted && silent > limit.as_millis() as u64 {
+                let lost = self.scoreboard.slot(slot).busy();
                 tracing::error!(
                     pid = w.pid.as_raw(),
                     silent_ms = silent,
-                    "worker stuck; killing it"
+                    lost,
+                    "worker stuck for {silent} ms; killing it: {lost} requests in flight lost"
                 );
                 let _ = kill(w.pid, Signal::SIGKILL);
             }

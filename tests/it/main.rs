@@ -8,6 +8,7 @@ mod cgi;
 mod control;
 mod core;
 mod docs;
+mod faults;
 mod http;
 pub mod idle;
 mod package;

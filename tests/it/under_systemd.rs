@@ -420,7 +420,7 @@ fn a_killed_worker_is_replaced_and_the_service_stays_active() {
     }
     assert!(
         spy.journal(&["-o", "cat"])
-            .contains("worker died: killed by SIGKILL; replacing it")
+            .contains("worker died: killed by SIGKILL; 0 requests in flight lost; replacing it")
     );
 }
 
