@@ -391,6 +391,92 @@ fn stop_finishes_requests_in_flight_and_restart_loses_nothing() {
     });
 }
 
+/// The master killed with SIGKILL: its workers go at once (parent-death
+/// signal, and systemd's final SIGKILL for the unit), systemd restarts the
+/// service, and every request still in the socket's backlog is answered
+/// by the next master. (Requests a worker had already accepted die with
+/// it; to count only the backlog, the workers are stopped first, so that
+/// the waiting requests cannot be accepted before the kill.)
+#[test]
+fn a_killed_master_loses_nothing_in_the_backlog() {
+    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else {
+        return;
+    };
+    assert_eq!(spy.request("/").map(|r| r.0), Some(200));
+    for round in 0..3 {
+        let main = spy.main_pid();
+        let workers = spy.workers();
+        for w in &workers {
+            assert!(
+                spy.sd
+                    .exec(&["kill", "-STOP", &w.to_string()])
+                    .status
+                    .success()
+            );
+        }
+        let answered = std::thread::scope(|scope| {
+            let waiting: Vec<_> = (0..10)
+                .map(|i| {
+                    let sd = &spy;
+                    scope.spawn(move || sd.request(&format!("/backlog/{round}/{i}")).map(|r| r.0))
+                })
+                .collect();
+            // Every request has reached the backlog (the kernel holds the
+            // connection; nobody accepts): then kill the master.
+            assert!(
+                wait_until(T, || {
+                    let ss = spy.sd.exec(&["ss", "-Htln", "sport = :8080"]);
+                    String::from_utf8_lossy(&ss.stdout)
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|q| q.parse::<u32>().ok())
+                        == Some(10)
+                }),
+                "ten connections queued"
+            );
+            assert!(
+                spy.sd
+                    .exec(&["kill", "-KILL", &main.to_string()])
+                    .status
+                    .success()
+            );
+            let t = Instant::now();
+            assert!(
+                wait_until(T, || workers.iter().all(|w| !spy
+                    .sd
+                    .exec(&["test", "-d", &format!("/proc/{w}")])
+                    .status
+                    .success())),
+                "workers outlived their master"
+            );
+            eprintln!("workers gone {:?} after the master's SIGKILL", t.elapsed());
+            waiting
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .filter(|r| *r == Some(404))
+                .count()
+        });
+        assert_eq!(
+            answered, 10,
+            "round {round}: the backlog is answered after the restart"
+        );
+        assert_ne!(spy.main_pid(), main);
+    }
+    assert_eq!(
+        spy.show("NRestarts"),
+        "3",
+        "restarted by Restart=on-failure"
+    );
+    assert!(
+        wait_until(T, || spy
+            .journal(&["F_STATUS=404", "-o", "cat"])
+            .matches("\"GET /backlog/")
+            .count()
+            == 30),
+        "each answered request logged once"
+    );
+}
+
 #[test]
 fn a_killed_worker_is_replaced_and_the_service_stays_active() {
     let Some(spy) = boot(&[("SPYGLASS_WORKERS", "2")]) else {
