@@ -1,0 +1,94 @@
+//! The close-mode floor, for `bench/run`: the least a server can do per
+//! `Connection: close` request on this kernel. One process, one epoll:
+//! accept4, read the request, one write of a fixed response, close. No
+//! parsing, no logging, no timeouts, no workers: not a server anyone should
+//! run, only the yardstick spyglass's CPU per request is divided by.
+//!
+//! `floor 127.0.0.1:PORT`. Its socket is set up as spyglass's own
+//! (backlog 4096, TCP_DEFER_ACCEPT, TCP_NODELAY), so the two differ only
+//! in what they do per request.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, accept4, bind, listen, setsockopt,
+    socket, sockopt,
+};
+
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, world!\n";
+
+fn main() -> nix::Result<()> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .expect("usage: floor 127.0.0.1:PORT");
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only")
+    };
+    let l = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&l, sockopt::ReuseAddr, &true)?;
+    setsockopt(&l, sockopt::TcpNoDelay, &true)?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value, as TCP_DEFER_ACCEPT
+    // wants; the benchmark's only unsafe line, outside the library.
+    unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+    }
+    bind(l.as_raw_fd(), &SockaddrIn::from(v4))?;
+    listen(&l, Backlog::new(4096)?)?;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(&l, EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX))?;
+    let mut events = [EpollEvent::empty(); 64];
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = epoll.wait(&mut events, EpollTimeout::NONE)?;
+        for ev in &events[..n] {
+            if ev.data() != u64::MAX {
+                // A connection whose request had not arrived at accept.
+                let fd = ev.data() as i32;
+                serve(fd, &mut buf);
+                continue;
+            }
+            let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+            while let Ok(fd) = accept4(l.as_raw_fd(), flags) {
+                // Read at once; only a connection whose request has not
+                // arrived yet is registered (as spyglass does).
+                match nix::unistd::read(borrow(fd), &mut buf) {
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        epoll.add(borrow(fd), EpollEvent::new(EpollFlags::EPOLLIN, fd as u64))?;
+                    }
+                    _ => {
+                        let _ = nix::unistd::write(borrow(fd), RESPONSE);
+                        let _ = nix::unistd::close(fd);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn serve(fd: i32, buf: &mut [u8]) {
+    let _ = nix::unistd::read(borrow(fd), buf);
+    let _ = nix::unistd::write(borrow(fd), RESPONSE);
+    let _ = nix::unistd::close(fd);
+}
+
+fn borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: `fd` is an accepted connection this process owns until it
+    // closes it right after the last use of the borrow.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
