@@ -13,6 +13,9 @@
 //!   serves other clients meanwhile
 //! - `/redirect`   an internal redirect: answered as `/` would be
 //! - `/framing`    tries to set framing headers itself; the engine drops them
+//! - `/whoami`     the connection's facts ([`ConnInfo`]): the client (as a
+//!   PROXY header or a trusted proxy says), the socket's own peer, the
+//!   scheme and the listener's name
 //!
 //! Set `APP_FAIL_INIT=1` to make the per-worker init fail: the server then
 //! stops with that error rather than respawning workers in a loop.
@@ -36,7 +39,9 @@ use nix::errno::Errno;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use spyglass::http::header::{CONTENT_TYPE, HeaderValue};
 use spyglass::http::{StatusCode, Uri};
-use spyglass::{Body, Handler, InternalRedirect, Pending, Request, Response, Server, WorkerInfo};
+use spyglass::{
+    Body, ConnInfo, Handler, InternalRedirect, Pending, Request, Response, Server, WorkerInfo,
+};
 
 /// Per-worker state: built after the fork, so each worker has its own.
 struct App {
@@ -118,6 +123,16 @@ impl Handler for App {
                 });
                 res
             }
+            "/whoami" => match req.extensions().get::<ConnInfo>() {
+                Some(c) => text(format!(
+                    "peer={} socket_peer={} scheme={} listener={}\n",
+                    c.peer,
+                    c.socket_peer,
+                    c.scheme(),
+                    c.listener
+                )),
+                None => error(StatusCode::INTERNAL_SERVER_ERROR, "no connection info"),
+            },
             _ => error(StatusCode::NOT_FOUND, "no such route"),
         }
     }

@@ -22,8 +22,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    Config, HttpConfig, IdleTimeout, ListenAddr, LogTarget, Size, Timeout, Timespan,
+    Config, HttpConfig, IdleTimeout, Listen, LogTarget, ProxyProtocol, Size, Timeout, Timespan,
+    check_socket_name,
 };
+use crate::forwarded::{ProxyHeaders, Trust, TrustedProxy};
 
 pub mod docs;
 
@@ -35,15 +37,16 @@ pub const VERSION: &str = env!("SPYGLASS_VERSION");
 #[derive(Args, Clone, Debug)]
 pub struct ServerArgs {
     /// Address to listen on when systemd passes no socket: HOST:PORT,
-    /// `[::1]:PORT` or unix:/PATH (repeatable).
+    /// `[::1]:PORT` or unix:/PATH (repeatable); NAME=ADDR names the
+    /// socket, as FileDescriptorName= does (for --site, --proxy-protocol).
     #[arg(
         long,
-        value_name = "ADDR",
+        value_name = "[NAME=]ADDR",
         env = "SPYGLASS_LISTEN",
         value_delimiter = ',',
         default_value = "127.0.0.1:8080"
     )]
-    pub listen: Vec<ListenAddr>,
+    pub listen: Vec<Listen>,
 
     /// Worker processes [default: the CPUs available]
     #[arg(short = 'w', long, value_name = "N", env = "SPYGLASS_WORKERS")]
@@ -218,21 +221,64 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", env = "SPYGLASS_MAX_CONNECTIONS", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+
+    /// Expect a PROXY protocol header (v1 or v2) first on every connection
+    /// to the socket NAME, or to all sockets (repeatable). Its address
+    /// becomes the client's; a connection without a valid header within
+    /// 5 s (or --header-timeout, if shorter) is closed unanswered. Only
+    /// the proxy may be able to reach such a socket.
+    #[arg(long, value_name = "NAME|all", env = "SPYGLASS_PROXY_PROTOCOL",
+          value_delimiter = ',', value_parser = parse_proxy_protocol)]
+    pub proxy_protocol: Vec<String>,
+
+    /// Believe this proxy's forwarding headers about the client (see
+    /// --proxy-headers): an address, a CIDR range, or unix for the Unix
+    /// socket's peers (repeatable). Walking the list from the right, the
+    /// first address that is not a trusted proxy is the client. Applied
+    /// after the PROXY header: the peer it names is the one checked.
+    #[arg(
+        long,
+        value_name = "CIDR|unix",
+        env = "SPYGLASS_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<TrustedProxy>,
+
+    /// The headers trusted proxies maintain; the other kind is ignored, so
+    /// that a client cannot pass its own through: x-forwarded
+    /// (X-Forwarded-For and X-Forwarded-Proto) or forwarded (RFC 7239).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "KIND",
+        env = "SPYGLASS_PROXY_HEADERS",
+        default_value = "x-forwarded"
+    )]
+    pub proxy_headers: ProxyHeadersArg,
 }
 
 /// The built-in handlers' flags (the `spyglass` binary).
 #[derive(Args, Clone, Debug)]
 pub struct SiteArgs {
-    /// Directory of files to serve.
-    #[arg(value_name = "ROOT", env = "SPYGLASS_ROOT", default_value = ".",
+    /// Directory of files to serve (on the sockets no --site names)
+    /// [default: . when no --site is given]
+    #[arg(value_name = "ROOT", env = "SPYGLASS_ROOT",
           value_hint = clap::ValueHint::DirPath)]
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
+
+    /// Serve the socket NAME (FileDescriptorName=, or --listen NAME=ADDR)
+    /// from its own ROOT (repeatable). Sockets no --site names are served
+    /// from the positional ROOT; without one, each socket needs a --site.
+    #[arg(long, value_name = "NAME=ROOT", env = "SPYGLASS_SITE", value_delimiter = ',',
+          value_parser = parse_site)]
+    pub site: Vec<(String, PathBuf)>,
 
     /// Run CGI scripts from DIR for URLs under PREFIX, as in
-    /// /cgi-bin=./cgi-bin (repeatable).
-    #[arg(long, value_name = "PREFIX=DIR", env = "SPYGLASS_CGI", value_delimiter = ',',
+    /// /cgi-bin=./cgi-bin (repeatable); NAME:PREFIX=DIR mounts them in the
+    /// --site NAME only, else they serve ROOT's sockets.
+    #[arg(long, value_name = "[NAME:]PREFIX=DIR", env = "SPYGLASS_CGI", value_delimiter = ',',
           value_parser = parse_cgi_mount)]
-    pub cgi: Vec<(String, PathBuf)>,
+    pub cgi: Vec<CgiMount>,
 
     /// Time a CGI script may run; then its process group is killed (504).
     #[arg(
@@ -380,6 +426,36 @@ pub struct AppCheck {
     pub server: ServerArgs,
 }
 
+/// A `--cgi` mount: `[NAME:]PREFIX=DIR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgiMount {
+    /// The `--site` it belongs to; `None` for ROOT's.
+    pub site: Option<String>,
+    /// The URL prefix, without a trailing slash.
+    pub prefix: String,
+    /// The scripts' directory.
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Display for CgiMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(site) = &self.site {
+            write!(f, "{site}:")?;
+        }
+        write!(f, "{}={}", self.prefix, self.dir.display())
+    }
+}
+
+/// `--proxy-headers`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ProxyHeadersArg {
+    /// X-Forwarded-For and X-Forwarded-Proto (nginx, Caddy, HAProxy's
+    /// option forwardfor).
+    XForwarded,
+    /// Forwarded, RFC 7239 (HAProxy's option forwarded).
+    Forwarded,
+}
+
 /// `--log-target`.
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LogTargetArg {
@@ -424,6 +500,13 @@ impl ServerArgs {
             write_timeout: self.write_timeout.0,
             max_requests: self.max_requests,
             max_connections: self.max_connections as usize,
+            trust: Trust {
+                proxies: self.trusted_proxy.clone(),
+                headers: match self.proxy_headers {
+                    ProxyHeadersArg::XForwarded => ProxyHeaders::XForwarded,
+                    ProxyHeadersArg::Forwarded => ProxyHeaders::Forwarded,
+                },
+            },
         };
         if http.max_request_line < 64 {
             return Err("--max-request-line: must be at least 64 bytes".into());
@@ -431,8 +514,18 @@ impl ServerArgs {
         if http.max_head < http.max_request_line {
             return Err("--max-head: must be at least --max-request-line".into());
         }
+        let proxy_protocol = if self.proxy_protocol.is_empty() {
+            ProxyProtocol::Off
+        } else if self.proxy_protocol.iter().any(|n| n == "all") {
+            ProxyProtocol::All
+        } else {
+            let mut names = self.proxy_protocol.clone();
+            names.dedup();
+            ProxyProtocol::Named(names)
+        };
         Ok(Config {
             listen: self.listen.clone(),
+            proxy_protocol,
             workers: self
                 .workers
                 .map_or_else(crate::config::default_workers, NonZeroUsize::get),
@@ -513,10 +606,21 @@ fn parse_switch(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_cgi_mount(s: &str) -> Result<(String, PathBuf), String> {
-    let (prefix, dir) = s
-        .split_once('=')
-        .ok_or_else(|| format!("'{s}': expected PREFIX=DIR, as in /cgi-bin=./cgi-bin"))?;
+/// `[NAME:]PREFIX=DIR`. A PREFIX starts with `/` and a NAME has no `:`,
+/// `/` or `=`, so the first `:` before the first `/` ends the NAME.
+fn parse_cgi_mount(s: &str) -> Result<CgiMount, String> {
+    let (site, mount) = match s.split_once(':') {
+        Some((name, rest)) if !name.contains(['/', '=']) => {
+            check_socket_name(name)?;
+            (Some(name.to_owned()), rest)
+        }
+        _ => (None, s),
+    };
+    let (prefix, dir) = mount.split_once('=').ok_or_else(|| {
+        format!(
+            "'{s}': expected [NAME:]PREFIX=DIR, as in /cgi-bin=./cgi-bin or blog:/cgi-bin=./cgi-bin"
+        )
+    })?;
     if !prefix.starts_with('/') {
         return Err(format!("'{prefix}': the URL prefix must start with /"));
     }
@@ -524,7 +628,29 @@ fn parse_cgi_mount(s: &str) -> Result<(String, PathBuf), String> {
         return Err(format!("'{s}': the directory is empty"));
     }
     let prefix = prefix.trim_end_matches('/');
-    Ok((prefix.to_owned(), PathBuf::from(dir)))
+    Ok(CgiMount {
+        site,
+        prefix: prefix.to_owned(),
+        dir: PathBuf::from(dir),
+    })
+}
+
+/// `NAME=ROOT`.
+fn parse_site(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, root) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': expected NAME=ROOT, as in blog=/srv/blog"))?;
+    check_socket_name(name)?;
+    if root.is_empty() {
+        return Err(format!("'{s}': the directory is empty"));
+    }
+    Ok((name.to_owned(), PathBuf::from(root)))
+}
+
+/// A socket name, or `all`.
+fn parse_proxy_protocol(s: &str) -> Result<String, String> {
+    check_socket_name(s)?;
+    Ok(s.to_owned())
 }
 
 #[cfg(test)]
@@ -540,11 +666,43 @@ mod tests {
 
     #[test]
     fn cgi_mounts() {
+        let mount = |site: Option<&str>, prefix: &str, dir: &str| CgiMount {
+            site: site.map(Into::into),
+            prefix: prefix.into(),
+            dir: PathBuf::from(dir),
+        };
+        for (input, want) in [
+            ("/cgi-bin/=./cgi", mount(None, "/cgi-bin", "./cgi")),
+            ("/x=/a:b", mount(None, "/x", "/a:b")),
+            ("/x=a:b=c", mount(None, "/x", "a:b=c")),
+            (
+                "blog:/cgi-bin=/srv/cgi",
+                mount(Some("blog"), "/cgi-bin", "/srv/cgi"),
+            ),
+            ("blog:/=./c:d", mount(Some("blog"), "", "./c:d")),
+        ] {
+            assert_eq!(parse_cgi_mount(input), Ok(want), "{input}");
+        }
+        for bad in [
+            "cgi-bin=./cgi",
+            "/cgi-bin",
+            "blog:cgi-bin=./cgi",
+            ":/cgi-bin=./cgi",
+            "a b:/cgi-bin=./cgi",
+            "blog:/cgi-bin=",
+        ] {
+            assert!(parse_cgi_mount(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sites() {
         assert_eq!(
-            parse_cgi_mount("/cgi-bin/=./cgi"),
-            Ok(("/cgi-bin".into(), PathBuf::from("./cgi")))
+            parse_site("blog=/srv/blog=1"),
+            Ok(("blog".into(), PathBuf::from("/srv/blog=1")))
         );
-        assert!(parse_cgi_mount("cgi-bin=./cgi").is_err());
-        assert!(parse_cgi_mount("/cgi-bin").is_err());
+        for bad in ["blog", "=/srv", "blog=", "a:b=/srv", "a,b=/srv"] {
+            assert!(parse_site(bad).is_err(), "{bad}");
+        }
     }
 }

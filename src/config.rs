@@ -11,11 +11,15 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::forwarded::{ProxyHeaders, Trust};
+
 /// Everything the master, the workers and the HTTP engine need to know.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Addresses to bind when systemd passed no sockets.
-    pub listen: Vec<ListenAddr>,
+    pub listen: Vec<Listen>,
+    /// Which listeners expect a PROXY protocol header on every connection.
+    pub proxy_protocol: ProxyProtocol,
     /// Number of worker processes.
     pub workers: usize,
     /// Idle exit: see [`IdleTimeout`].
@@ -83,6 +87,8 @@ pub struct HttpConfig {
     pub max_requests: u64,
     /// Most open connections per worker.
     pub max_connections: usize,
+    /// Whose forwarding headers say who the client is.
+    pub trust: Trust,
 }
 
 impl Default for HttpConfig {
@@ -99,6 +105,7 @@ impl Default for HttpConfig {
             write_timeout: Duration::from_secs(30),
             max_requests: 10_000,
             max_connections: 16_384,
+            trust: Trust::default(),
         }
     }
 }
@@ -106,7 +113,11 @@ impl Default for HttpConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec![ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))],
+            listen: vec![Listen {
+                name: None,
+                addr: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            }],
+            proxy_protocol: ProxyProtocol::Off,
             workers: default_workers(),
             idle_timeout: IdleTimeout::Auto,
             graceful_timeout: Duration::from_secs(30),
@@ -171,6 +182,24 @@ impl Config {
             ("write-timeout", d(h.write_timeout)),
             ("max-requests", h.max_requests.to_string()),
             ("max-connections", h.max_connections.to_string()),
+            ("proxy-protocol", self.proxy_protocol.to_string()),
+            (
+                "trusted-proxy",
+                if h.trust.proxies.is_empty() {
+                    "none".into()
+                } else {
+                    let list: Vec<String> =
+                        h.trust.proxies.iter().map(ToString::to_string).collect();
+                    list.join(", ")
+                },
+            ),
+            (
+                "proxy-headers",
+                match h.trust.headers {
+                    ProxyHeaders::XForwarded => "x-forwarded".into(),
+                    ProxyHeaders::Forwarded => "forwarded".into(),
+                },
+            ),
         ]
     }
 }
@@ -325,6 +354,112 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// A listen address, and the name its requests carry
+/// ([`crate::handler::ConnInfo::listener`]), as in `blog=127.0.0.1:8081`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// The listener's name; without one, the address is its name.
+    pub name: Option<String>,
+    /// Where to listen.
+    pub addr: ListenAddr,
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        // An address never has '=' before a ':' or '/' (unix:/a=b is a
+        // path), and a name has neither: the first '=' of `NAME=ADDR`
+        // is unambiguous.
+        if let Some((name, addr)) = s.split_once('=') {
+            if !name.contains([':', '/', '[']) {
+                check_socket_name(name)?;
+                return Ok(Listen {
+                    name: Some(name.to_owned()),
+                    addr: addr.parse()?,
+                });
+            }
+        }
+        Ok(Listen {
+            name: None,
+            addr: s.parse()?,
+        })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{n}={}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+impl Listen {
+    /// The name its listener will have: the given one, or the address as
+    /// [`crate::listeners`] names a socket it binds.
+    pub fn listener_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.addr.to_string())
+    }
+}
+
+/// A socket name spyglass can refer to (`--listen NAME=ADDR`, `--site
+/// NAME=ROOT`, `--proxy-protocol NAME`): what systemd allows in
+/// `FileDescriptorName=` (printable ASCII, no `:`), less `=`, `,` and `/`,
+/// which the flags use as separators.
+pub fn check_socket_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a socket name cannot be empty".into());
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "'{name}': a socket name has at most 255 characters"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() || matches!(c, ':' | '=' | ',' | '/'))
+    {
+        return Err(format!(
+            "'{name}': a socket name may not contain {c:?} (printable ASCII except : = , /)"
+        ));
+    }
+    Ok(())
+}
+
+/// Which listeners expect a PROXY protocol header (`--proxy-protocol`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// None (the default).
+    #[default]
+    Off,
+    /// Every listener.
+    All,
+    /// The listeners of these names.
+    Named(Vec<String>),
+}
+
+impl ProxyProtocol {
+    /// Whether the listener called `name` expects the header.
+    pub fn applies_to(&self, name: &str) -> bool {
+        match self {
+            ProxyProtocol::Off => false,
+            ProxyProtocol::All => true,
+            ProxyProtocol::Named(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+impl fmt::Display for ProxyProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyProtocol::Off => f.write_str("off"),
+            ProxyProtocol::All => f.write_str("all"),
+            ProxyProtocol::Named(n) => f.write_str(&n.join(", ")),
+        }
+    }
+}
+
 /// Where log events go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogTarget {
@@ -398,6 +533,40 @@ mod tests {
         );
         for bad in ["8080", "unix:", "example.com", "[::1]"] {
             assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn named_listen_addrs() {
+        let named = |n: &str, a: &str| Listen {
+            name: Some(n.into()),
+            addr: a.parse().unwrap(),
+        };
+        let plain = |a: &str| Listen {
+            name: None,
+            addr: a.parse().unwrap(),
+        };
+        for (input, want) in [
+            ("blog=127.0.0.1:8081", named("blog", "127.0.0.1:8081")),
+            ("shop=[::1]:80", named("shop", "[::1]:80")),
+            (
+                "api.v2=unix:/run/a=b.sock",
+                named("api.v2", "unix:/run/a=b.sock"),
+            ),
+            ("unix:/run/a=b.sock", plain("unix:/run/a=b.sock")),
+            ("127.0.0.1:8080", plain("127.0.0.1:8080")),
+        ] {
+            assert_eq!(input.parse::<Listen>(), Ok(want.clone()), "{input}");
+            assert_eq!(want.to_string(), input);
+        }
+        for bad in [
+            "=127.0.0.1:80",
+            "a b=127.0.0.1:80",
+            "blog=",
+            "blog=8080",
+            "x,y=:80",
+        ] {
+            assert!(bad.parse::<Listen>().is_err(), "{bad}");
         }
     }
 }

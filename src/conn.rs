@@ -7,6 +7,14 @@
 //! non-blocking: a client that sends slowly, or reads slowly, costs its
 //! buffers and nothing else; the worker serves others meanwhile.
 //!
+//! Behind a proxy, a connection may first have to bring a PROXY protocol
+//! header ([`crate::proxy_protocol`]), before its first request and within
+//! [`PROXY_HEADER_TIMEOUT_MS`] (or `--header-timeout`, if shorter). One
+//! without a valid header is closed unanswered: its peer is not speaking
+//! HTTP to us. Each request's client is then settled once, from the
+//! connection's facts and, for a trusted proxy, its forwarding headers
+//! ([`crate::forwarded`]).
+//!
 //! Knows nothing of epoll or the master: the worker asks it to [`Conn::drive`]
 //! on readiness and to [`Conn::expire`] on its deadline, and registers
 //! whatever it [`Wants`].
@@ -22,9 +30,10 @@ use nix::sys::socket::{Shutdown, shutdown};
 use crate::buffers::{BodyStore, InBuf};
 use crate::config::HttpConfig;
 use crate::handler::{
-    Body, BodyKind, ConnInfo, Handler, InternalRedirect, Pending, Request, RequestBody, Response,
-    status_response,
+    Body, BodyKind, ConnInfo, Handler, InternalRedirect, Peer, Pending, Request, RequestBody,
+    Response, status_response,
 };
+use crate::proxy_protocol::{self, Source};
 use crate::request::{self, ChunkedDecoder, Framing as BodyFraming, Head, Limits, Parsed};
 use crate::response::{self, DateCache, Flush, Output, Plan};
 use crate::scoreboard::now_ms;
@@ -75,8 +84,16 @@ const LINGER_MS: u64 = 2000;
 const LINGER_BYTES: usize = 1 << 20;
 /// Internal redirects followed for one request at most.
 const MAX_REDIRECTS: u8 = 10;
+/// How long a connection to a PROXY protocol listener may take to bring
+/// its header (or `--header-timeout`, if shorter). A proxy writes it as
+/// soon as it connects, in the same segment as the request more often
+/// than not; whoever is slower than this is not our proxy, and a silent
+/// scanner should not hold a connection slot for the full header timeout.
+pub const PROXY_HEADER_TIMEOUT_MS: u64 = 5000;
 
 enum State {
+    /// Waiting for the PROXY protocol header, before anything else.
+    Proxy,
     /// Waiting for the first byte of a request.
     Idle,
     /// Part of a request head has arrived.
@@ -144,8 +161,10 @@ impl Failure {
     }
 }
 
-/// The request being answered, for the access log.
+/// The request being answered, for the handler and the access log.
 struct Exchange {
+    /// Its client, as the connection and a trusted proxy say.
+    info: ConnInfo,
     method: Option<Method>,
     uri: Option<Uri>,
     version: Version,
@@ -175,17 +194,31 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: OwnedFd, info: ConnInfo, cfg: &HttpConfig, now_ms: u64) -> Conn {
+    /// A newly accepted connection; `proxy_header` when its listener
+    /// expects a PROXY protocol header first.
+    pub fn new(
+        sock: OwnedFd,
+        info: ConnInfo,
+        cfg: &HttpConfig,
+        now_ms: u64,
+        proxy_header: bool,
+    ) -> Conn {
+        let (state, wait) = if proxy_header {
+            let wait = ms(cfg.header_timeout).min(PROXY_HEADER_TIMEOUT_MS);
+            (State::Proxy, wait)
+        } else {
+            (State::Idle, ms(cfg.header_timeout))
+        };
         Conn {
             sock,
             info,
             input: InBuf::new(),
-            state: State::Idle,
+            state,
             out: Output::new(),
             exchange: None,
             served: 0,
             keep_alive: true,
-            deadline: now_ms + ms(cfg.header_timeout),
+            deadline: now_ms + wait,
             lingered: 0,
             linger_on_close: false,
         }
@@ -209,6 +242,7 @@ impl Conn {
     /// from its idle exit).
     pub fn busy(&self) -> bool {
         match self.state {
+            State::Proxy => true,
             State::Idle => self.served == 0,
             State::Head | State::Body(_) | State::Waiting(..) | State::Sending => true,
             State::Linger => false,
@@ -219,6 +253,7 @@ impl Conn {
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Wants {
         loop {
             let step = match self.state {
+                State::Proxy => self.read_proxy(ctx),
                 State::Idle | State::Head => self.read_head(ctx),
                 State::Body(_) => self.read_body(ctx),
                 State::Waiting(..) => self.poll_pending(ctx),
@@ -235,6 +270,10 @@ impl Conn {
     /// The deadline passed.
     pub fn expire(&mut self, ctx: &mut Ctx<'_>) -> Wants {
         match self.state {
+            State::Proxy => {
+                self.refuse_proxy("timed out", ctx);
+                Wants::Close
+            }
             State::Idle if self.served > 0 => Wants::Close,
             State::Idle | State::Head | State::Body(_) => {
                 self.fail(Failure::Timeout, ctx);
@@ -261,10 +300,59 @@ impl Conn {
                 false
             }
             State::Linger => true,
-            State::Idle | State::Head | State::Body(_) | State::Waiting(..) | State::Sending => {
-                false
+            State::Proxy
+            | State::Idle
+            | State::Head
+            | State::Body(_)
+            | State::Waiting(..)
+            | State::Sending => false,
+        }
+    }
+
+    /// Read the PROXY protocol header; then the connection is as new, its
+    /// peer the client the header names.
+    fn read_proxy(&mut self, ctx: &mut Ctx<'_>) -> Step {
+        if !self.input.is_empty() {
+            match proxy_protocol::parse(self.input.data()) {
+                Ok(proxy_protocol::Parsed::Complete(header, n)) => {
+                    self.input.consume(n);
+                    match header.source {
+                        Some(Source::Tcp(addr)) => self.info.peer = Peer::Tcp(addr),
+                        Some(Source::Unix) => self.info.peer = Peer::Unix,
+                        // LOCAL, UNKNOWN, UNSPEC: the socket's peer it is.
+                        None => {}
+                    }
+                    self.info.https = header.tls;
+                    self.state = State::Idle;
+                    self.deadline = ctx.now_ms + ms(ctx.cfg.header_timeout);
+                    return Step::Again;
+                }
+                Ok(proxy_protocol::Parsed::Partial) => {}
+                Err(e) => {
+                    self.refuse_proxy(&e.to_string(), ctx);
+                    return Step::Wait(Wants::Close);
+                }
             }
         }
+        match self.input.read_from(&self.sock, proxy_protocol::MAX_V2_LEN) {
+            Ok(0) => self.closed_by_peer(),
+            Ok(_) => Step::Again,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Wait(Wants::Read),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Again,
+            Err(_) => Step::Wait(Wants::Close),
+        }
+    }
+
+    /// A connection to a PROXY listener without a valid header is closed
+    /// unanswered, and said at debug level: scanners do it all day.
+    fn refuse_proxy(&self, why: &str, ctx: &Ctx<'_>) {
+        tracing::debug!(
+            worker = ctx.pid,
+            peer = %self.info.socket_peer,
+            listener = %self.info.listener,
+            reason = why,
+            "closed a connection without a valid PROXY header"
+        );
     }
 
     fn read_head(&mut self, ctx: &mut Ctx<'_>) -> Step {
@@ -303,6 +391,7 @@ impl Conn {
         let last_allowed = ctx.cfg.max_requests != 0 && self.served + 1 >= ctx.cfg.max_requests;
         self.keep_alive = head.keep_alive && !ctx.stopping && !last_allowed;
         self.exchange = Some(Exchange {
+            info: crate::forwarded::resolve(&self.info, &head.headers, &ctx.cfg.trust),
             method: Some(head.method.clone()),
             uri: Some(head.uri.clone()),
             version: head.version,
@@ -415,7 +504,7 @@ impl Conn {
         *req.uri_mut() = uri;
         *req.version_mut() = version;
         *req.headers_mut() = headers;
-        req.extensions_mut().insert(self.info.clone());
+        req.extensions_mut().insert(self.request_info());
         self.call(req, 0, ctx)
     }
 
@@ -444,7 +533,7 @@ impl Conn {
                     *req.method_mut() = Method::HEAD;
                 }
             }
-            req.extensions_mut().insert(self.info.clone());
+            req.extensions_mut().insert(self.request_info());
             return self.call(req, hops + 1, ctx);
         }
         if res.status().is_informational() {
@@ -479,7 +568,9 @@ impl Conn {
     /// Queue a response (from the handler or an error) and start sending.
     fn respond(&mut self, res: Response, ctx: &mut Ctx<'_>) {
         let (parts, body) = res.into_parts();
+        let info = &self.info;
         let exchange = self.exchange.get_or_insert_with(|| Exchange {
+            info: info.clone(),
             method: None,
             uri: None,
             version: Version::HTTP_11,
@@ -655,13 +746,26 @@ impl Conn {
         Step::Wait(Wants::Close)
     }
 
+    /// The current request's connection facts, for the handler.
+    fn request_info(&self) -> ConnInfo {
+        match &self.exchange {
+            Some(x) => x.info.clone(),
+            None => self.info.clone(),
+        }
+    }
+
+    /// One event per response: `peer` is the client (as a PROXY header or
+    /// a trusted proxy says), `socket_peer` the socket's own peer when
+    /// that differs, `listener` the socket's name.
     fn log_access(&self, x: &Exchange, ctx: &Ctx<'_>) {
         let method = x.method.as_ref().map_or("-", Method::as_str);
         let path = x.uri.as_ref().map_or("-", Uri::path);
         let status = x.status.as_u16();
         let bytes = self.out.body_sent();
         let duration_us = x.started.elapsed().as_micros() as u64;
-        let peer = &self.info.peer;
+        let peer = &x.info.peer;
+        let socket_peer =
+            (x.info.socket_peer != *peer).then(|| tracing::field::display(&x.info.socket_peer));
         tracing::info!(
             target: crate::logging::ACCESS,
             method,
@@ -671,6 +775,8 @@ impl Conn {
             duration_us,
             worker = ctx.pid,
             peer = %peer,
+            socket_peer,
+            listener = &*x.info.listener,
             "{peer} \"{method} {path}\" {status} {bytes}"
         );
     }

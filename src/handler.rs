@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -123,14 +123,47 @@ pub struct WorkerInfo {
 
 /// Facts about the connection a request arrived on; every request carries
 /// one in its extensions (`req.extensions().get::<ConnInfo>()`).
+///
+/// Behind a proxy, [`ConnInfo::peer`] is the client the proxy speaks for:
+/// the address a PROXY protocol header carried (`--proxy-protocol`), then,
+/// if that peer is a `--trusted-proxy`, the client its forwarding headers
+/// name ([`crate::forwarded`]). [`ConnInfo::socket_peer`] is always the
+/// other end of the socket itself.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
-    /// The client.
+    /// The client: the socket's peer, or whom a PROXY header or a trusted
+    /// proxy says it speaks for.
     pub peer: Peer,
+    /// The other end of the socket (the proxy, when one is in front).
+    pub socket_peer: Peer,
+    /// The client used `https`: a trusted proxy said so
+    /// (`X-Forwarded-Proto`, `Forwarded: proto=`), or the PROXY header's
+    /// SSL TLV did. spyglass itself speaks plain HTTP.
+    pub https: bool,
     /// The local TCP port the connection came in on, if TCP.
     pub local_port: Option<u16>,
-    /// The listener's name (`FileDescriptorName=` or its address).
+    /// The listener's name (`FileDescriptorName=`, `--listen NAME=ADDR`,
+    /// or its address).
     pub listener: Arc<str>,
+}
+
+impl ConnInfo {
+    /// Facts about a connection from `peer` on `listener`, before any
+    /// proxy has spoken.
+    pub fn new(peer: Peer, local_port: Option<u16>, listener: Arc<str>) -> ConnInfo {
+        ConnInfo {
+            socket_peer: peer.clone(),
+            peer,
+            https: false,
+            local_port,
+            listener,
+        }
+    }
+
+    /// `https` or `http`: the scheme the client used.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
 }
 
 /// A client address.
@@ -138,6 +171,9 @@ pub struct ConnInfo {
 pub enum Peer {
     /// A TCP client.
     Tcp(SocketAddr),
+    /// A client known by its address alone (a proxy's `X-Forwarded-For`
+    /// names no port).
+    Ip(IpAddr),
     /// A client on a Unix socket.
     Unix,
 }
@@ -146,6 +182,7 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Peer::Tcp(a) => write!(f, "{a}"),
+            Peer::Ip(ip) => write!(f, "{ip}"),
             Peer::Unix => f.write_str("unix"),
         }
     }

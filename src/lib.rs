@@ -20,8 +20,10 @@
 //! sockets; `master` supervises workers and speaks to systemd through
 //! [`notify`]; `worker` runs the event loop; `conn` drives one connection
 //! through the [`request`] codec, the handler and the `response` writer.
+//! Behind a proxy, `conn` reads a [`proxy_protocol`] header first and
+//! settles each request's client with [`forwarded`].
 //! The `spyglass` binary's handlers: [`static_files`], [`cgi`], and the
-//! [`site`] that routes between them.
+//! [`site`] that routes between them (and between sites by listener name).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -34,11 +36,13 @@ pub mod config;
 mod conn;
 pub mod control;
 pub mod ctl;
+pub mod forwarded;
 pub mod handler;
 pub mod listeners;
 pub mod logging;
 mod master;
 pub mod notify;
+pub mod proxy_protocol;
 mod reexec;
 pub mod request;
 mod response;

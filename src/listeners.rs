@@ -22,13 +22,14 @@ use nix::sys::socket::{
 };
 use nix::{setsockopt_impl, sockopt_impl};
 
-use crate::config::ListenAddr;
+use crate::config::{Listen, ListenAddr, ProxyProtocol};
 use crate::reexec::InheritedListeners;
 
 /// One listening stream socket.
 pub struct Listener {
     fd: OwnedFd,
-    /// `FileDescriptorName=` from the socket unit, or the address we bound.
+    /// `FileDescriptorName=` from the socket unit, the NAME of `--listen
+    /// NAME=ADDR`, or the address we bound.
     pub name: String,
     /// What it listens on, for logs and for `SERVER_PORT`-like uses.
     pub local: LocalAddr,
@@ -137,7 +138,7 @@ impl Listeners {
     /// Take the sockets a previous image of ours handed over on reload, or
     /// those systemd passed, or bind `addrs` if there are none.
     pub fn take_or_bind(
-        addrs: &[ListenAddr],
+        addrs: &[Listen],
         inherited: Option<InheritedListeners>,
     ) -> Result<Listeners, ListenError> {
         if let Some(inh) = inherited.filter(|i| !i.fds.is_empty()) {
@@ -157,7 +158,7 @@ impl Listeners {
             } else {
                 addrs
                     .iter()
-                    .filter_map(|a| match a {
+                    .filter_map(|a| match &a.addr {
                         ListenAddr::Unix(p) => Some(p.clone()),
                         ListenAddr::Tcp(_) => None,
                     })
@@ -179,15 +180,18 @@ impl Listeners {
         }
         let mut list = Vec::with_capacity(addrs.len());
         let mut created_paths = Vec::new();
-        for addr in addrs {
-            let bound = match addr {
+        for listen in addrs {
+            let bound = match &listen.addr {
                 ListenAddr::Tcp(a) => bind_tcp(*a),
                 ListenAddr::Unix(p) => bind_unix(p).inspect(|_| created_paths.push(p.clone())),
             };
-            let l = bound.map_err(|err| ListenError::Bind {
-                addr: addr.clone(),
+            let mut l = bound.map_err(|err| ListenError::Bind {
+                addr: listen.addr.clone(),
                 err,
             })?;
+            if let Some(name) = &listen.name {
+                l.name = name.clone();
+            }
             list.push(l);
         }
         Ok(Listeners {
@@ -203,6 +207,69 @@ impl Listeners {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// What a configuration asks of the listeners by name (the `spyglass`
+/// binary's `--site NAME=ROOT`), checked at startup by
+/// [`check_roles`].
+#[derive(Clone, Debug)]
+pub struct Roles {
+    /// Listener names served by a handler of their own, each with the
+    /// flag that names it, for the error line: `("blog", "--site
+    /// blog=/srv/blog")`.
+    pub served: Vec<(String, String)>,
+    /// Listeners that `served` does not name are served too.
+    pub others: bool,
+}
+
+impl Default for Roles {
+    /// Every listener is served alike.
+    fn default() -> Roles {
+        Roles {
+            served: Vec::new(),
+            others: true,
+        }
+    }
+}
+
+/// Check names against the listeners `sockets` (their names): every name
+/// a role or `--proxy-protocol` gives must be a socket's, and, unless the
+/// roles serve the others, every socket must have a role. The error names
+/// the culprit.
+pub fn check_roles(sockets: &[&str], roles: &Roles, proxy: &ProxyProtocol) -> Result<(), String> {
+    let known = || {
+        if sockets.is_empty() {
+            "none".to_owned()
+        } else {
+            sockets.join(", ")
+        }
+    };
+    let proxied = match proxy {
+        ProxyProtocol::Named(names) => names
+            .iter()
+            .map(|n| (n.clone(), format!("--proxy-protocol {n}")))
+            .collect(),
+        ProxyProtocol::Off | ProxyProtocol::All => Vec::new(),
+    };
+    for (name, by) in roles.served.iter().chain(&proxied) {
+        if !sockets.contains(&name.as_str()) {
+            return Err(format!(
+                "{by}: no socket is named '{name}' (sockets: {})",
+                known()
+            ));
+        }
+    }
+    if !roles.others {
+        if let Some(s) = sockets
+            .iter()
+            .find(|s| !roles.served.iter().any(|(n, _)| n == *s))
+        {
+            return Err(format!(
+                "socket '{s}' is served by nothing: give it a --site {s}=ROOT, or a ROOT for the others"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn take_activated() -> Result<Vec<Listener>, ListenError> {
@@ -369,4 +436,37 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
         name: format!("unix:{}", path.display()),
         local: LocalAddr::Unix(Some(path.to_path_buf())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_name_sockets() {
+        let site = |n: &str| (n.to_owned(), format!("--site {n}=/srv/{n}"));
+        let roles = |served: Vec<(String, String)>, others| Roles { served, others };
+        let off = ProxyProtocol::Off;
+        let ok = |s: &[&str], r: &Roles, p: &ProxyProtocol| check_roles(s, r, p);
+        assert_eq!(ok(&["a", "b"], &Roles::default(), &off), Ok(()));
+        assert_eq!(
+            ok(&["a", "b"], &roles(vec![site("a"), site("b")], false), &off),
+            Ok(())
+        );
+        assert_eq!(ok(&["a", "b"], &roles(vec![site("a")], true), &off), Ok(()));
+        assert_eq!(
+            ok(&["a", "b"], &roles(vec![site("a")], false), &off),
+            Err("socket 'b' is served by nothing: give it a --site b=ROOT, or a ROOT for the others".into())
+        );
+        assert_eq!(
+            ok(&["a"], &roles(vec![site("a"), site("c")], true), &off),
+            Err("--site c=/srv/c: no socket is named 'c' (sockets: a)".into())
+        );
+        let named = ProxyProtocol::Named(vec!["a".into(), "x".into()]);
+        assert_eq!(
+            ok(&["a", "b"], &Roles::default(), &named),
+            Err("--proxy-protocol x: no socket is named 'x' (sockets: a, b)".into())
+        );
+        assert_eq!(ok(&["a"], &Roles::default(), &ProxyProtocol::All), Ok(()));
+    }
 }

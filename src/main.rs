@@ -4,14 +4,18 @@
 //! Exit statuses: 0 after a clean stop (idle exit included), 1 when the
 //! server failed at run time, 2 for a bad flag or variable, 78 for a
 //! configuration that cannot be served (a missing or unreadable ROOT or
-//! CGI directory).
+//! CGI directory, a `--site` or `--proxy-protocol` that names no socket, a
+//! socket that nothing serves).
+
+use std::path::{Path, PathBuf};
 
 use spyglass::Server;
 use spyglass::cgi::{Cgi, CgiOptions};
 use spyglass::cli::{self, Cli, Command, SiteArgs, docs};
 use spyglass::config::Config;
+use spyglass::listeners::{Roles, check_roles};
 use spyglass::server::{Misconfigured, exit_misconfigured, print_config};
-use spyglass::site::Site;
+use spyglass::site::{Site, Sites};
 use spyglass::static_files::StaticFiles;
 
 fn main() {
@@ -36,19 +40,22 @@ fn usage_error(line: &str) -> ! {
     exit_misconfigured(Misconfigured::Usage, line, None)
 }
 
-/// Build the site as serving would, or end the process saying why.
-fn load(args: &SiteArgs, config: Result<Config, String>) -> (Config, Site) {
+/// Build the sites as serving would, or end the process saying why.
+fn load(args: &SiteArgs, config: Result<Config, String>) -> (Config, Built) {
     let config = config.unwrap_or_else(|e| usage_error(&e));
-    match site(args) {
-        Ok(site) => (config, site),
+    match sites(args) {
+        Ok(built) => (config, built),
         Err((Misconfigured::Usage, e)) => usage_error(&e),
         Err((why, e)) => exit_misconfigured(why, &e, Some(config)),
     }
 }
 
 fn serve(args: &SiteArgs, config: Result<Config, String>) {
-    let (config, site) = load(args, config);
-    if let Err(e) = Server::new(config).check_before_reload(true).serve(site) {
+    let (config, built) = load(args, config);
+    let server = Server::new(config)
+        .check_before_reload(true)
+        .listener_roles(built.roles);
+    if let Err(e) = server.serve(built.sites) {
         eprintln!("spyglass: {e}");
         std::process::exit(e.exit_status());
     }
@@ -56,21 +63,40 @@ fn serve(args: &SiteArgs, config: Result<Config, String>) {
 
 /// `spyglass check`: as `nginx -t`, load everything serving would load,
 /// print the effective configuration, exit 0 (or 2 or 78 with the reason).
+///
+/// It has no sockets, so it checks socket names against the ones it can
+/// know: `LISTEN_FDNAMES` when set (a reload's check inherits the running
+/// server's; an operator can set it), else the names `--listen NAME=ADDR`
+/// gives. Knowing neither, it says the names were not checked.
 fn check(args: &SiteArgs, config: Result<Config, String>) {
     let config = config.unwrap_or_else(|e| {
         eprintln!("spyglass: {e}");
         std::process::exit(spyglass::server::EXIT_USAGE)
     });
-    if let Err((why, e)) = site(args) {
+    let fail = |why: Misconfigured, e: &str| -> ! {
         eprintln!("spyglass: {e}");
         std::process::exit(match why {
             Misconfigured::Usage => spyglass::server::EXIT_USAGE,
             Misconfigured::Config => spyglass::server::EXIT_CONFIG,
-        });
+        })
+    };
+    let built = sites(args).unwrap_or_else(|(why, e)| fail(why, &e));
+    let sockets = known_sockets(&config);
+    if let Some((names, _)) = &sockets {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Err(e) = check_roles(&names, &built.roles, &config.proxy_protocol) {
+            fail(Misconfigured::Config, &e);
+        }
     }
-    let mut pairs = vec![("root", args.root.display().to_string())];
-    for (prefix, dir) in &args.cgi {
-        pairs.push(("cgi", format!("{prefix}={}", dir.display())));
+    let mut pairs = Vec::new();
+    if let Some(root) = others_root(args) {
+        pairs.push(("root", root.display().to_string()));
+    }
+    for (name, root) in &args.site {
+        pairs.push(("site", format!("{name}={}", root.display())));
+    }
+    for mount in &args.cgi {
+        pairs.push(("cgi", mount.to_string()));
     }
     if !args.cgi.is_empty() {
         pairs.push((
@@ -88,40 +114,136 @@ fn check(args: &SiteArgs, config: Result<Config, String>) {
         pairs.push(("cache-control", cc.clone()));
     }
     pairs.extend(config.describe());
+    pairs.push((
+        "sockets",
+        match &sockets {
+            Some((names, from)) => format!("{} (from {from}; names checked)", names.join(", ")),
+            None => "not known here: systemd passes them at startup, which checks the names \
+                     (set LISTEN_FDNAMES=a:b to check them now)"
+                .into(),
+        },
+    ));
     print_config(&pairs);
     eprintln!("spyglass: configuration OK");
+}
+
+/// The socket names `check` can know, and where from.
+fn known_sockets(config: &Config) -> Option<(Vec<String>, &'static str)> {
+    if let Ok(names) = std::env::var("LISTEN_FDNAMES") {
+        let names = names
+            .split(':')
+            .enumerate()
+            .map(|(i, n)| {
+                if n.is_empty() {
+                    format!("fd{}", 3 + i)
+                } else {
+                    n.to_owned()
+                }
+            })
+            .collect();
+        return Some((names, "LISTEN_FDNAMES"));
+    }
+    config.listen.iter().any(|l| l.name.is_some()).then(|| {
+        let names = config.listen.iter().map(|l| l.listener_name()).collect();
+        (names, "--listen")
+    })
 }
 
 fn on_off(b: bool) -> String {
     if b { "on" } else { "off" }.into()
 }
 
-/// The handler the site flags describe. Opens ROOT and every CGI directory
-/// (as the service's user): an error there is a configuration error; a
-/// malformed flag value is a usage error.
-fn site(args: &SiteArgs) -> Result<Site, (Misconfigured, String)> {
+/// The handler and what it asks of the listeners.
+struct Built {
+    sites: Sites,
+    roles: Roles,
+}
+
+/// ROOT, for the sockets no `--site` names: as given, or `.` when there
+/// is no `--site` at all.
+fn others_root(args: &SiteArgs) -> Option<PathBuf> {
+    match &args.root {
+        Some(root) => Some(root.clone()),
+        None if args.site.is_empty() => Some(PathBuf::from(".")),
+        None => None,
+    }
+}
+
+/// The sites the flags describe. Opens every root and CGI directory (as
+/// the service's user): an error there, or a `--cgi NAME:` or `--site`
+/// name that does not fit, is a configuration error; a malformed flag
+/// value is a usage error.
+fn sites(args: &SiteArgs) -> Result<Built, (Misconfigured, String)> {
     let config = |e: String| (Misconfigured::Config, e);
-    if !args.root.is_dir() {
+    for (i, (name, _)) in args.site.iter().enumerate() {
+        if args.site[..i].iter().any(|(n, _)| n == name) {
+            return Err(config(format!("--site {name}: given twice")));
+        }
+    }
+    for mount in &args.cgi {
+        if let Some(name) = &mount.site {
+            if !args.site.iter().any(|(n, _)| n == name) {
+                return Err(config(format!(
+                    "--cgi {mount}: no --site is named '{name}'"
+                )));
+            }
+        }
+    }
+    let root = others_root(args);
+    let others = match &root {
+        Some(root) => Some(site(args, root, "ROOT", None)?),
+        None => {
+            if let Some(mount) = args.cgi.iter().find(|m| m.site.is_none()) {
+                return Err(config(format!(
+                    "--cgi {mount}: names no site, and there is no ROOT (write --cgi NAME:{mount})"
+                )));
+            }
+            None
+        }
+    };
+    let mut sites = Sites::new(others);
+    let mut roles = Roles {
+        served: Vec::new(),
+        others: root.is_some(),
+    };
+    for (name, root) in &args.site {
+        let flag = format!("--site {name}={}", root.display());
+        sites = sites.add(name, site(args, root, &flag, Some(name))?);
+        roles.served.push((name.clone(), flag));
+    }
+    Ok(Built { sites, roles })
+}
+
+/// One site: static files from `root` and the CGI mounts of `name` (ROOT's
+/// when `None`). `what` names it in errors.
+fn site(
+    args: &SiteArgs,
+    root: &Path,
+    what: &str,
+    name: Option<&str>,
+) -> Result<Site, (Misconfigured, String)> {
+    let config = |e: String| (Misconfigured::Config, e);
+    if !root.is_dir() {
         return Err(config(format!(
-            "ROOT '{}' is not a directory",
-            args.root.display()
+            "{what} '{}' is not a directory",
+            root.display()
         )));
     }
-    let statics = StaticFiles::new(&args.root)
-        .map_err(|e| config(format!("ROOT '{}': {e}", args.root.display())))?
+    let statics = StaticFiles::new(root)
+        .map_err(|e| config(format!("{what} '{}': {e}", root.display())))?
         .show_hidden(args.show_hidden)
         .list_dirs(args.list_dirs)
         .cache_control(args.cache_control.clone())
         .map_err(|e| (Misconfigured::Usage, format!("--cache-control: {e}")))?;
     let mut site = Site::new(statics);
-    for (prefix, dir) in &args.cgi {
+    for mount in args.cgi.iter().filter(|m| m.site.as_deref() == name) {
         let opts = CgiOptions {
             timeout: args.cgi_timeout.0,
             pass_authorization: args.cgi_pass_authorization,
-            document_root: args.root.clone(),
+            document_root: root.to_path_buf(),
         };
-        let cgi = Cgi::new(prefix, dir, opts)
-            .map_err(|e| config(format!("--cgi {prefix}={}: {e}", dir.display())))?;
+        let cgi = Cgi::new(&mount.prefix, &mount.dir, opts)
+            .map_err(|e| config(format!("--cgi {mount}: {e}")))?;
         site = site.cgi(cgi);
     }
     Ok(site)

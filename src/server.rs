@@ -11,7 +11,7 @@ use crate::cli::{self, AppCli, AppCommand};
 use crate::config::{Config, IdleTimeout};
 use crate::control::Control;
 use crate::handler::{Commands, Handler, WorkerInfo};
-use crate::listeners::{ListenError, Listeners};
+use crate::listeners::{ListenError, Listeners, Roles, check_roles};
 use crate::master::{Exit, Hooks, MAX_WORKERS, Master};
 use crate::reexec::Reexec;
 use crate::scoreboard::Scoreboard;
@@ -47,6 +47,8 @@ pub struct Server {
     commands: Commands,
     /// Run in the master before a reload re-executes the binary.
     before_reload: Option<Box<dyn FnMut() -> Result<(), String>>>,
+    /// What the handler asks of the listeners by name.
+    roles: Roles,
 }
 
 /// Exit status of a run that failed (a worker could not boot, say).
@@ -139,7 +141,20 @@ impl Server {
             check_before_reload: false,
             commands: Commands::default(),
             before_reload: None,
+            roles: Roles::default(),
         }
+    }
+
+    /// Say which listeners the handler serves by name (the `spyglass`
+    /// binary's `--site NAME=ROOT`, routed by [`crate::ConnInfo::listener`]):
+    /// once the sockets are taken, each name must be a listener's, and
+    /// unless `roles.others`, every listener must have a name in it. So
+    /// must each `--proxy-protocol NAME`. A mismatch is a configuration
+    /// error naming it: exit 78, after answering 503 until idle under
+    /// socket activation.
+    pub fn listener_roles(mut self, roles: Roles) -> Server {
+        self.roles = roles;
+        self
     }
 
     /// Register an application command: `spyglass ctl app NAME [ARGS...]`
@@ -225,7 +240,27 @@ impl Server {
         let listeners =
             Listeners::take_or_bind(&self.config.listen, inherited).map_err(Error::Listen)?;
         reexec.checkable(self.check_before_reload);
+        let names: Vec<&str> = listeners.list.iter().map(|l| l.name.as_str()).collect();
+        if let Err(why) = check_roles(&names, &self.roles, &self.config.proxy_protocol) {
+            return self.refuse(listeners, reexec, why);
+        }
         self.supervise(listeners, reexec, make)
+    }
+
+    /// The listeners do not fit the configuration: fail with `why` (exit
+    /// 78); under socket activation, first answer the waiting clients 503
+    /// until idle, as [`exit_misconfigured`] does.
+    fn refuse(mut self, listeners: Listeners, reexec: Reexec, why: String) -> Result<(), Error> {
+        if !listeners.activated {
+            listeners.remove_created();
+            return Err(Error::Config(why));
+        }
+        self.config.workers = 1;
+        self.refusing = Some(why);
+        let mut nothing = |_: WorkerInfo| -> Result<Box<dyn Handler>, Box<dyn StdError>> {
+            Err("refusing: the master's 503 handler serves".into())
+        };
+        self.supervise(listeners, reexec, &mut nothing)
     }
 
     fn supervise(

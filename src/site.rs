@@ -7,11 +7,17 @@
 //! past its mount to be served as a file. And when a CGI directory lies
 //! inside the document root, the static handler is told to hide it
 //! ([`StaticFiles::hide`]): a script's source is never sent as a file.
+//!
+//! [`Sites`] serves several sites from one process, one per named socket
+//! (`--site NAME=ROOT`): a request goes to the site of the listener it
+//! arrived on ([`ConnInfo::listener`]), others to ROOT's. That every name
+//! is a socket's, and every socket has a site, is settled at startup
+//! ([`crate::Server::listener_roles`]), not per request.
 
 use std::borrow::Cow;
 
 use crate::cgi::Cgi;
-use crate::handler::{Handler, Request, Response};
+use crate::handler::{ConnInfo, Handler, Request, Response, status_response};
 use crate::static_files::StaticFiles;
 
 /// Static files plus CGI mounts.
@@ -67,6 +73,62 @@ impl Site {
 }
 
 impl Handler for Site {
+    fn call(&mut self, req: Request) -> Response {
+        self.serve(req)
+    }
+}
+
+/// One [`Site`] per listener name, and one for the other listeners.
+pub struct Sites {
+    named: Vec<(String, Site)>,
+    others: Option<Site>,
+}
+
+impl Sites {
+    /// Serve every listener from `others` (ROOT), if given, until named
+    /// sites are added.
+    pub fn new(others: Option<Site>) -> Sites {
+        Sites {
+            named: Vec::new(),
+            others,
+        }
+    }
+
+    /// Serve the listener called `name` from `site` (a later site of the
+    /// same name replaces it).
+    pub fn add(mut self, name: &str, site: Site) -> Sites {
+        self.named.retain(|(n, _)| n != name);
+        self.named.push((name.to_owned(), site));
+        self
+    }
+
+    /// The listener names served by a site of their own.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.named.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Whether listeners no site names are served (from ROOT).
+    pub fn serves_others(&self) -> bool {
+        self.others.is_some()
+    }
+
+    /// Answer one request from its listener's site. A listener with no
+    /// site (impossible once startup has checked the names) is answered
+    /// 421 Misdirected Request.
+    pub fn serve(&self, req: Request) -> Response {
+        let listener = req.extensions().get::<ConnInfo>().map(|c| &*c.listener);
+        let site = listener
+            .and_then(|l| self.named.iter().find(|(n, _)| n == l))
+            .map(|(_, s)| s)
+            .or(self.others.as_ref());
+        match site {
+            Some(site) => site.serve(req),
+            None => status_response(http::StatusCode::MISDIRECTED_REQUEST),
+        }
+    }
+}
+
+impl Handler for Sites {
     fn call(&mut self, req: Request) -> Response {
         self.serve(req)
     }

@@ -166,6 +166,8 @@ struct EventLoop<'a> {
     epoll: Epoll,
     listeners: &'a [Listener],
     listener_names: Vec<Arc<str>>,
+    /// Which listeners expect a PROXY protocol header.
+    listener_proxy: Vec<bool>,
     accepting: bool,
     /// When accepting resumes after running out of descriptors.
     accept_pause_until: u64,
@@ -224,6 +226,11 @@ impl<'a> EventLoop<'a> {
                 .listeners
                 .iter()
                 .map(|l| Arc::from(l.name.as_str()))
+                .collect(),
+            listener_proxy: setup
+                .listeners
+                .iter()
+                .map(|l| setup.config.proxy_protocol.applies_to(&l.name))
                 .collect(),
             accepting: false,
             accept_pause_until: 0,
@@ -474,12 +481,13 @@ impl<'a> EventLoop<'a> {
             },
             None => Peer::Unix,
         };
-        let info = ConnInfo {
+        let info = ConnInfo::new(
             peer,
-            local_port: self.listeners[index].local.port(),
-            listener: self.listener_names[index].clone(),
-        };
-        let conn = Conn::new(fd, info, &self.config.http, now);
+            self.listeners[index].local.port(),
+            self.listener_names[index].clone(),
+        );
+        let proxy_header = self.listener_proxy[index];
+        let conn = Conn::new(fd, info, &self.config.http, now, proxy_header);
         let i = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_spyglass_global_optspecs
-    string join \n cgi= cgi-timeout= cgi-pass-authorization show-hidden list-dirs cache-control= listen= w/workers= idle-timeout= graceful-timeout= worker-timeout= log-target= log-level= access-log= control-socket= worker-max-requests= worker-max-lifetime= worker-max-memory= reload-on-change= max-request-line= max-head= max-headers= max-body= body-buffer= header-timeout= body-timeout= keepalive-timeout= write-timeout= max-requests= max-connections= h/help V/version
+    string join \n site= cgi= cgi-timeout= cgi-pass-authorization show-hidden list-dirs cache-control= listen= w/workers= idle-timeout= graceful-timeout= worker-timeout= log-target= log-level= access-log= control-socket= worker-max-requests= worker-max-lifetime= worker-max-memory= reload-on-change= max-request-line= max-head= max-headers= max-body= body-buffer= header-timeout= body-timeout= keepalive-timeout= write-timeout= max-requests= max-connections= proxy-protocol= trusted-proxy= proxy-headers= h/help V/version
 end
 
 function __fish_spyglass_needs_command
@@ -24,10 +24,11 @@ function __fish_spyglass_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c spyglass -n "__fish_spyglass_needs_command" -l cgi -d 'Run CGI scripts from DIR for URLs under PREFIX, as in /cgi-bin=./cgi-bin (repeatable)' -r
+complete -c spyglass -n "__fish_spyglass_needs_command" -l site -d 'Serve the socket NAME (FileDescriptorName=, or --listen NAME=ADDR) from its own ROOT (repeatable). Sockets no --site names are served from the positional ROOT; without one, each socket needs a --site' -r
+complete -c spyglass -n "__fish_spyglass_needs_command" -l cgi -d 'Run CGI scripts from DIR for URLs under PREFIX, as in /cgi-bin=./cgi-bin (repeatable); NAME:PREFIX=DIR mounts them in the --site NAME only, else they serve ROOT\'s sockets' -r
 complete -c spyglass -n "__fish_spyglass_needs_command" -l cgi-timeout -d 'Time a CGI script may run; then its process group is killed (504)' -r
 complete -c spyglass -n "__fish_spyglass_needs_command" -l cache-control -d 'Cache-Control header for static files, as in "max-age=3600"' -r
-complete -c spyglass -n "__fish_spyglass_needs_command" -l listen -d 'Address to listen on when systemd passes no socket: HOST:PORT, `[::1]:PORT` or unix:/PATH (repeatable)' -r
+complete -c spyglass -n "__fish_spyglass_needs_command" -l listen -d 'Address to listen on when systemd passes no socket: HOST:PORT, `[::1]:PORT` or unix:/PATH (repeatable); NAME=ADDR names the socket, as FileDescriptorName= does (for --site, --proxy-protocol)' -r
 complete -c spyglass -n "__fish_spyglass_needs_command" -s w -l workers -d 'Worker processes [default: the CPUs available]' -r
 complete -c spyglass -n "__fish_spyglass_needs_command" -l idle-timeout -d 'Exit after this long without work (30s, 5min, 0 or infinity = never) [default: 60s when socket-activated, never otherwise]' -r
 complete -c spyglass -n "__fish_spyglass_needs_command" -l graceful-timeout -d 'Time a graceful stop may take before what is left is killed' -r
@@ -57,6 +58,10 @@ complete -c spyglass -n "__fish_spyglass_needs_command" -l keepalive-timeout -d 
 complete -c spyglass -n "__fish_spyglass_needs_command" -l write-timeout -d 'Drop a client that accepts no response bytes for this long' -r
 complete -c spyglass -n "__fish_spyglass_needs_command" -l max-requests -d 'Requests served on one connection before it is closed (0 = no limit)' -r
 complete -c spyglass -n "__fish_spyglass_needs_command" -l max-connections -d 'Most open connections per worker' -r
+complete -c spyglass -n "__fish_spyglass_needs_command" -l proxy-protocol -d 'Expect a PROXY protocol header (v1 or v2) first on every connection to the socket NAME, or to all sockets (repeatable). Its address becomes the client\'s; a connection without a valid header within 5 s (or --header-timeout, if shorter) is closed unanswered. Only the proxy may be able to reach such a socket' -r
+complete -c spyglass -n "__fish_spyglass_needs_command" -l trusted-proxy -d 'Believe this proxy\'s forwarding headers about the client (see --proxy-headers): an address, a CIDR range, or unix for the Unix socket\'s peers (repeatable). Walking the list from the right, the first address that is not a trusted proxy is the client. Applied after the PROXY header: the peer it names is the one checked' -r
+complete -c spyglass -n "__fish_spyglass_needs_command" -l proxy-headers -d 'The headers trusted proxies maintain; the other kind is ignored, so that a client cannot pass its own through: x-forwarded (X-Forwarded-For and X-Forwarded-Proto) or forwarded (RFC 7239)' -r -f -a "x-forwarded\t'X-Forwarded-For and X-Forwarded-Proto (nginx, Caddy, HAProxy\'s option forwardfor)'
+forwarded\t'Forwarded, RFC 7239 (HAProxy\'s option forwarded)'"
 complete -c spyglass -n "__fish_spyglass_needs_command" -l cgi-pass-authorization -d 'Pass the Authorization header to CGI scripts (as HTTP_AUTHORIZATION)'
 complete -c spyglass -n "__fish_spyglass_needs_command" -l show-hidden -d 'Serve files and directories whose names start with a dot'
 complete -c spyglass -n "__fish_spyglass_needs_command" -l list-dirs -d 'List the contents of directories that have no index.html'
@@ -66,10 +71,11 @@ complete -c spyglass -n "__fish_spyglass_needs_command" -a "check" -d 'Check the
 complete -c spyglass -n "__fish_spyglass_needs_command" -a "ctl" -d 'Ask a running server (over its control socket) or tell it what to do; never starts one'
 complete -c spyglass -n "__fish_spyglass_needs_command" -a "completions" -d 'Print a completion script for SHELL to stdout'
 complete -c spyglass -n "__fish_spyglass_needs_command" -a "man" -d 'Print a manual page (roff) to stdout: spyglass(1), or COMMAND\'s'
-complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l cgi -d 'Run CGI scripts from DIR for URLs under PREFIX, as in /cgi-bin=./cgi-bin (repeatable)' -r
+complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l site -d 'Serve the socket NAME (FileDescriptorName=, or --listen NAME=ADDR) from its own ROOT (repeatable). Sockets no --site names are served from the positional ROOT; without one, each socket needs a --site' -r
+complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l cgi -d 'Run CGI scripts from DIR for URLs under PREFIX, as in /cgi-bin=./cgi-bin (repeatable); NAME:PREFIX=DIR mounts them in the --site NAME only, else they serve ROOT\'s sockets' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l cgi-timeout -d 'Time a CGI script may run; then its process group is killed (504)' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l cache-control -d 'Cache-Control header for static files, as in "max-age=3600"' -r
-complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l listen -d 'Address to listen on when systemd passes no socket: HOST:PORT, `[::1]:PORT` or unix:/PATH (repeatable)' -r
+complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l listen -d 'Address to listen on when systemd passes no socket: HOST:PORT, `[::1]:PORT` or unix:/PATH (repeatable); NAME=ADDR names the socket, as FileDescriptorName= does (for --site, --proxy-protocol)' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -s w -l workers -d 'Worker processes [default: the CPUs available]' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l idle-timeout -d 'Exit after this long without work (30s, 5min, 0 or infinity = never) [default: 60s when socket-activated, never otherwise]' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l graceful-timeout -d 'Time a graceful stop may take before what is left is killed' -r
@@ -99,6 +105,10 @@ complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l keepalive-ti
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l write-timeout -d 'Drop a client that accepts no response bytes for this long' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l max-requests -d 'Requests served on one connection before it is closed (0 = no limit)' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l max-connections -d 'Most open connections per worker' -r
+complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l proxy-protocol -d 'Expect a PROXY protocol header (v1 or v2) first on every connection to the socket NAME, or to all sockets (repeatable). Its address becomes the client\'s; a connection without a valid header within 5 s (or --header-timeout, if shorter) is closed unanswered. Only the proxy may be able to reach such a socket' -r
+complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l trusted-proxy -d 'Believe this proxy\'s forwarding headers about the client (see --proxy-headers): an address, a CIDR range, or unix for the Unix socket\'s peers (repeatable). Walking the list from the right, the first address that is not a trusted proxy is the client. Applied after the PROXY header: the peer it names is the one checked' -r
+complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l proxy-headers -d 'The headers trusted proxies maintain; the other kind is ignored, so that a client cannot pass its own through: x-forwarded (X-Forwarded-For and X-Forwarded-Proto) or forwarded (RFC 7239)' -r -f -a "x-forwarded\t'X-Forwarded-For and X-Forwarded-Proto (nginx, Caddy, HAProxy\'s option forwardfor)'
+forwarded\t'Forwarded, RFC 7239 (HAProxy\'s option forwarded)'"
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l cgi-pass-authorization -d 'Pass the Authorization header to CGI scripts (as HTTP_AUTHORIZATION)'
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l show-hidden -d 'Serve files and directories whose names start with a dot'
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l list-dirs -d 'List the contents of directories that have no index.html'

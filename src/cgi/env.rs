@@ -75,12 +75,20 @@ pub fn build(req: &Request, target: &Target, site: &Site<'_>) -> Vec<(OsString, 
         .or(host_port)
         .unwrap_or_else(|| "80".into());
     env.set("SERVER_PORT", port);
+    // The client, as a PROXY header or a trusted proxy says (ConnInfo).
     match conn.map(|c| &c.peer) {
         Some(Peer::Tcp(addr)) => {
             env.set("REMOTE_ADDR", addr.ip().to_canonical().to_string());
             env.set("REMOTE_PORT", addr.port().to_string());
         }
+        Some(Peer::Ip(ip)) => env.set("REMOTE_ADDR", ip.to_canonical().to_string()),
         Some(Peer::Unix) | None => env.set("REMOTE_ADDR", "unix:"),
+    }
+    // Apache's and nginx's names for the scheme the client used.
+    let https = conn.is_some_and(|c| c.https);
+    env.set("REQUEST_SCHEME", if https { "https" } else { "http" });
+    if https {
+        env.set("HTTPS", "on");
     }
 
     let body = req.body();
@@ -268,11 +276,11 @@ mod tests {
             .header("X-Real", "yes")
             .body(RequestBody::from_vec(body.to_vec()))
             .unwrap();
-        req.extensions_mut().insert(ConnInfo {
-            peer: Peer::Tcp("[::ffff:10.0.0.7]:5555".parse().unwrap()),
-            local_port: Some(8080),
-            listener: Arc::from("0.0.0.0:8080"),
-        });
+        req.extensions_mut().insert(ConnInfo::new(
+            Peer::Tcp("[::ffff:10.0.0.7]:5555".parse().unwrap()),
+            Some(8080),
+            Arc::from("0.0.0.0:8080"),
+        ));
         req
     }
 
@@ -294,6 +302,7 @@ mod tests {
             ("SERVER_PORT", "8080"),
             ("REMOTE_ADDR", "10.0.0.7"),
             ("REMOTE_PORT", "5555"),
+            ("REQUEST_SCHEME", "http"),
             ("CONTENT_LENGTH", "5"),
             ("CONTENT_TYPE", "text/plain"),
             ("AUTH_TYPE", "Basic"),
@@ -315,6 +324,7 @@ mod tests {
             "HTTP_X_FORWARDED_FOR",
             "HTTP_CONTENT_LENGTH",
             "HTTP_CONTENT_TYPE",
+            "HTTPS",
         ] {
             assert!(!v.contains_key(k), "{k} must not be set");
         }
@@ -328,11 +338,11 @@ mod tests {
             .uri("/cgi-bin/s.sh")
             .body(RequestBody::empty())
             .unwrap();
-        req.extensions_mut().insert(ConnInfo {
-            peer: Peer::Tcp("127.0.0.1:4000".parse().unwrap()),
-            local_port: Some(81),
-            listener: Arc::from("127.0.0.2:81"),
-        });
+        req.extensions_mut().insert(ConnInfo::new(
+            Peer::Tcp("127.0.0.1:4000".parse().unwrap()),
+            Some(81),
+            Arc::from("127.0.0.2:81"),
+        ));
         let target = Target {
             file: PathBuf::from("/srv/cgi/s.sh"),
             script_name: "/cgi-bin/s.sh".into(),
@@ -356,6 +366,21 @@ mod tests {
         ] {
             assert_eq!(get(k), None, "{k}");
         }
+    }
+
+    /// Behind a proxy: the client it speaks for, with no port when only its
+    /// address is known, and the scheme it used.
+    #[test]
+    fn behind_a_proxy() {
+        let mut req = request(b"");
+        let info = req.extensions_mut().get_mut::<ConnInfo>().unwrap();
+        info.peer = Peer::Ip("2001:db8::7".parse().unwrap());
+        info.https = true;
+        let v = vars(&req, false);
+        assert_eq!(v["REMOTE_ADDR"], "2001:db8::7");
+        assert!(!v.contains_key("REMOTE_PORT"));
+        assert_eq!(v["REQUEST_SCHEME"], "https");
+        assert_eq!(v["HTTPS"], "on");
     }
 
     #[test]

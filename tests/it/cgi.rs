@@ -69,6 +69,7 @@ fn cgi_environment_follows_rfc3875() {
         ("SERVER_PORT", r.addr.port().to_string()),
         ("REMOTE_ADDR", "127.0.0.1".into()),
         ("REMOTE_PORT", client_port.to_string()),
+        ("REQUEST_SCHEME", "http".into()),
         ("AUTH_TYPE", "Basic".into()),
         ("DOCUMENT_ROOT", root.display().to_string()),
         (
@@ -90,6 +91,7 @@ fn cgi_environment_follows_rfc3875() {
         "HTTP_X_UNDER_SCORE",
         "CONTENT_LENGTH",
         "CONTENT_TYPE",
+        "HTTPS",
     ] {
         assert!(!v.contains_key(k), "{k} must not be set: {v:#?}");
     }
