@@ -180,6 +180,8 @@ fn activation_status_journal_and_idle_exit() {
         "F_DURATION_US=",
         "F_WORKER=",
         "F_PEER=127.0.0.1:",
+        // The socket's FileDescriptorName= (systemd/spyglass.socket).
+        "F_LISTENER=http",
     ] {
         assert!(verbose.contains(field), "{field} in:\n{verbose}");
     }
