@@ -108,17 +108,54 @@ impl Staged {
     }
 }
 
-/// The overall exposure level (0 to 10, lower is better) that
-/// `systemd-analyze security --offline=true` gives a service unit's text.
-pub fn exposure(service: &str) -> f64 {
-    let staged = Staged::new(service);
-    let unit = staged.unit("spyglass.service");
-    let out = staged.analyze(&[], &["security", "--offline=true", &unit]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.split_once("Overall exposure level for spyglass.service:"))
-        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no overall exposure in:\n{text}"))
+/// What `systemd-analyze security --offline=true` says of a service unit.
+#[derive(Debug)]
+pub struct Exposure {
+    /// The overall exposure level (0 to 10, lower is better).
+    pub overall: f64,
+    /// The checks that fail, each with its own exposure figure.
+    pub failing: Vec<(String, f64)>,
+}
+
+impl Exposure {
+    /// Rate `service` (a service unit's text) offline.
+    pub fn of(service: &str) -> Exposure {
+        let staged = Staged::new(service);
+        let unit = staged.unit("spyglass.service");
+        let out = staged.analyze(&[], &["security", "--offline=true", &unit]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let overall = text
+            .lines()
+            .find_map(|l| l.split_once("Overall exposure level for spyglass.service:"))
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no overall exposure in:\n{text}"));
+        let failing = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("✗ "))
+            .filter_map(|l| {
+                let name = l.split_whitespace().next()?;
+                let figure = l.split_whitespace().last()?.parse().ok()?;
+                Some((name.to_owned(), figure))
+            })
+            .collect();
+        Exposure { overall, failing }
+    }
+
+    /// The checks that fail here and not in `base` (or fail worse), with
+    /// the difference in their exposure figure.
+    pub fn worse_than(&self, base: &Exposure) -> Vec<(String, f64)> {
+        self.failing
+            .iter()
+            .filter_map(|(name, x)| {
+                let before = base
+                    .failing
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0.0, |(_, b)| *b);
+                (*x > before).then(|| (name.clone(), x - before))
+            })
+            .collect()
+    }
 }
 
 #[test]
@@ -189,9 +226,9 @@ fn verification_ignores_the_hosts_units() {
 
 #[test]
 fn the_service_sandbox_rates_2_or_better() {
-    let level = exposure(&shipped("spyglass.service"));
-    eprintln!("overall exposure level: {level}");
-    assert!(level <= 2.0, "overall exposure level {level}");
+    let exposure = Exposure::of(&shipped("spyglass.service"));
+    eprintln!("{exposure:?}");
+    assert!(exposure.overall <= 2.0, "{exposure:?}");
 }
 
 #[test]
