@@ -973,7 +973,10 @@ fn the_shipped_sandbox_lets_spyglass_work_and_holds() {
 
 /// Cold start under real systemd, spyglass and a trivial stand-in, median of
 /// 20 each: a measurement for the record, not a test of speed. Run with
-/// `cargo test --release --test it coldstart -- --ignored --nocapture`.
+/// `cargo test --release --test it coldstart -- --ignored --nocapture`
+/// (on a machine others load, as root under `chrt -f 1`: the box's
+/// processes inherit the real-time class and no longer queue behind
+/// others' compilers; see [`Sample::cpu`] for a figure load barely moves).
 #[test]
 #[ignore = "a benchmark; run explicitly"]
 fn coldstart_under_systemd() {
@@ -1189,13 +1192,16 @@ fn sandbox_variants(shipped: &str) -> Vec<Variant> {
 /// The sandbox's cost, directive by directive: one box runs the shipped
 /// service and every variant of [`sandbox_variants`], each as its own
 /// socket-activated site, and takes their cold starts ([`cold_start`]) in
-/// 20 interleaved rounds, so that load from elsewhere on the machine falls
-/// on all of them alike. Prints, per variant, the median and what it saves
-/// against the shipped unit (the directive's cost), and what
+/// 20 rounds, each in a new order, so that load from elsewhere on the
+/// machine falls on all of them alike. Prints, per variant, the median (and
+/// the fastest) cold start and the median CPU time, what each saves against
+/// the shipped unit (the directive's cost), and what
 /// `systemd-analyze security --offline=true` says of it (the directive's
 /// exposure contribution: overall level and the checks that newly fail).
 /// Run with
-/// `cargo test --release --test it sandbox_cost_table -- --ignored --nocapture`.
+/// `cargo test --release --test it sandbox_cost_table -- --ignored --nocapture`
+/// (as root under `chrt -f 1` on a loaded machine, as for
+/// [`coldstart_under_systemd`]).
 #[test]
 #[ignore = "a benchmark; run explicitly"]
 fn sandbox_cost_table() {
