@@ -42,21 +42,32 @@ fn fake_activation_reports_ready_only_with_every_worker() {
 #[test]
 fn systemd_socket_activate_starts_it_on_the_first_connection() {
     let site = site();
-    let notify = Notify::new();
-    let port = free_port();
-    let mut p = Launch::new("systemd-socket-activate")
-        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=web"])
-        .args(["-E", &format!("NOTIFY_SOCKET={}", notify.path().display())])
-        .arg(spyglass().to_str().unwrap())
-        .arg(site.path().to_str().unwrap())
-        .args(["--workers", "2"])
-        .start();
-    p.notify = Some(notify);
-    assert!(
-        p.log.wait_for("Listening on", T),
-        "activator did not listen:\n{}",
-        p.log.text()
-    );
+    // systemd-socket-activate cannot bind port 0: a port that was free a
+    // moment ago, and another one if some other process took it meanwhile.
+    let mut activator = None;
+    for _ in 0..5 {
+        let notify = Notify::new();
+        let port = free_port();
+        let mut p = Launch::new("systemd-socket-activate")
+            .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=web"])
+            .args(["-E", &format!("NOTIFY_SOCKET={}", notify.path().display())])
+            .arg(spyglass().to_str().unwrap())
+            .arg(site.path().to_str().unwrap())
+            .args(["--workers", "2"])
+            .start();
+        p.notify = Some(notify);
+        let outcome = |t: &str| t.contains("Listening on") || t.contains("in use");
+        assert!(
+            wait_until(T, || outcome(&p.log.text())),
+            "activator did not listen:\n{}",
+            p.log.text()
+        );
+        if p.log.text().contains("Listening on") {
+            activator = Some((p, port));
+            break;
+        }
+    }
+    let (mut p, port) = activator.expect("a free port within 5 tries");
     // The first connection makes systemd-socket-activate exec spyglass; it
     // waits in the backlog and is answered.
     let r = get(SocketAddr::from(([127, 0, 0, 1], port)), "/");
@@ -102,16 +113,16 @@ fn several_activated_sockets_tcp_and_unix() {
 #[test]
 fn binds_its_own_sockets_with_a_large_backlog_and_no_idle_exit() {
     let site = site();
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("own.sock");
     let mut p = Launch::spyglass()
         .arg(site.path().to_str().unwrap())
-        .args(["--workers", "1", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--workers", "1", "--listen", "127.0.0.1:0"])
         .args(["--listen", &format!("unix:{}", path.display())])
         .notify()
         .start();
     let ready = p.ready();
+    let port = p.listening_on().port();
     assert!(
         !ready.contains("idle exit"),
         "no idle exit when self-bound: {ready}"
@@ -150,14 +161,14 @@ fn server_side_state(port: u16, client: SocketAddr) -> Option<String> {
 #[test]
 fn a_bound_tcp_socket_hands_over_connections_only_with_data() {
     let site = site();
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut p = Launch::spyglass()
         .arg(site.path().to_str().unwrap())
-        .args(["--workers", "1", "--listen", &addr.to_string()])
+        .args(["--workers", "1", "--listen", "127.0.0.1:0"])
         .notify()
         .start();
     p.ready();
+    let addr = p.listening_on();
+    let port = addr.port();
     // TCP_DEFER_ACCEPT (1 s): a silent client's connection stays a request
     // in the kernel (SYN-RECV on the server side) instead of being accepted.
     // Without the option it is ESTAB before connect() returns. After about

@@ -145,6 +145,7 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
         "/usr/share/doc/spyglass/copyright",
         "/usr/share/doc/spyglass/changelog.Debian.gz",
         "/usr/share/doc/spyglass/examples/cgi.conf",
+        "/usr/lib/sysusers.d/spyglass.conf",
         "/usr/share/bash-completion/completions/spyglass",
         "/usr/share/zsh/vendor-completions/_spyglass",
         "/usr/share/fish/vendor_completions.d/spyglass.fish",
@@ -176,6 +177,9 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
         let text = fs::read_to_string(repo.join("systemd").join(unit)).unwrap();
         assert_eq!(shipped.unwrap(), text, "{unit}");
     }
+    let sysusers = fs::read_to_string(root.path().join("usr/lib/sysusers.d/spyglass.conf"));
+    let text = fs::read_to_string(repo.join("systemd/spyglass.sysusers")).unwrap();
+    assert_eq!(sysusers.unwrap(), text, "sysusers.d/spyglass.conf");
     let cgi = root.path().join("usr/share/doc/spyglass/examples/cgi.conf");
     let mut execs = 0;
     for file in units
@@ -229,6 +233,9 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
         assert_eq!(postinst.matches(&state).count(), 1, "{unit}:\n{postinst}");
     }
     assert!(postinst.contains("deb-systemd-invoke try-reload-or-restart spyglass.service "));
+    assert!(
+        postinst.contains("systemd-sysusers ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} spyglass.conf")
+    );
     let code: String = postinst
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))

@@ -52,6 +52,11 @@
 //!   retune `fs.nr_open` and friends on the host; /proc/sys/net stays writable, it is per-netns);
 //!   a fresh read-only /sys (only the box's devices) with cgroup2 mounted from inside the box's
 //!   cgroup namespace, so its root is the box's subtree. The rest of the host fs is shared.
+//! - **Users:** the box reads the host's /etc/passwd and /etc/group, and must never write them
+//!   (no `systemd-sysusers` inside a box without private /etc). A unit that runs as a static
+//!   user gets it from [`Options::sysusers`]: box-private copies with the user added, made by
+//!   `systemd-sysusers --root` in a scratch directory and bound read-only over the host's files
+//!   in the box's mount namespace.
 //! - **Capabilities:** PID 1 runs without `CAP_SYS_MODULE` and `CAP_SYS_TIME`: no module loads,
 //!   no clock changes on the host.
 //! - **journald:** `Storage=volatile`, rate limiting off (tests that count lines are exact),
@@ -183,13 +188,15 @@ pub fn stand_in_units(port: u16) -> Vec<(&'static str, String)> {
 pub const STAND_IN_BODY: &str = "stand-in ok";
 
 /// How a box is booted, beyond its units.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// The box's longest life (the watchdog kills it then).
     pub ttl: Duration,
     /// Box-private /etc, /opt, /srv, /usr and /var, and [`PACKAGE_UNITS`] on the unit path
     /// (see the header): for tests that install packages with dpkg or apt.
     pub private_os: bool,
+    /// sysusers.d(5) texts whose users and groups the box has (see the header).
+    pub sysusers: Vec<String>,
 }
 
 impl Default for Options {
@@ -197,6 +204,7 @@ impl Default for Options {
         Options {
             ttl: DEFAULT_TTL,
             private_os: false,
+            sysusers: Vec::new(),
         }
     }
 }
@@ -261,6 +269,10 @@ impl SdBox {
             );
         }
         let host = preflight()?;
+        let accounts = match opts.sysusers.as_slice() {
+            [] => None,
+            files => Some(accounts_with(files)?),
+        };
         let (name, cgroup) = make_cgroup(&host.cg2)?;
         let mut sd = SdBox {
             name,
@@ -338,6 +350,7 @@ impl SdBox {
             journald: host.journald,
             units,
             private_os: opts.private_os,
+            accounts,
         };
         let setup = thread::scope(|s| s.spawn(|| setup.run()).join());
         match setup.expect("setup thread panicked") {
@@ -545,6 +558,8 @@ struct Setup<'a> {
     journald: PathBuf,
     units: &'a [(&'a str, String)],
     private_os: bool,
+    /// Box-private /etc/passwd and /etc/group texts, if any ([`Options::sysusers`]).
+    accounts: Option<(String, String)>,
 }
 
 impl Setup<'_> {
@@ -618,7 +633,16 @@ impl Setup<'_> {
         let uuid = fs::read_to_string("/proc/sys/kernel/random/uuid")?;
         let machine_id = "/run/spyglass-sdbox/machine-id";
         fs::write(machine_id, format!("{}\n", uuid.trim().replace('-', "")))?;
-        bind(machine_id, "/etc/machine-id", Some(RO))
+        bind(machine_id, "/etc/machine-id", Some(RO))?;
+        if let Some((passwd, group)) = &self.accounts {
+            for (name, text) in [("passwd", passwd), ("group", group)] {
+                let private = format!("/run/spyglass-sdbox/{name}");
+                fs::write(&private, text)?;
+                fs::set_permissions(&private, fs::Permissions::from_mode(0o644))?;
+                bind(&private, &format!("/etc/{name}"), Some(RO))?;
+            }
+        }
+        Ok(())
     }
 
     /// Overlays of the host's [`OS_DIRS`] whose upper layers live in a tmpfs of the box, and an
@@ -849,6 +873,42 @@ fn make_cgroup(cg2: &Path) -> Result<(String, PathBuf), Skip> {
             Err(e) => return Err(Skip(format!("cannot create cgroup {name}: {e}"))),
         }
     }
+}
+
+/// The host's /etc/passwd and /etc/group with the users and groups of `sysusers` added, made by
+/// `systemd-sysusers --root` in a scratch directory (the host's files are only read).
+fn accounts_with(sysusers: &[String]) -> Result<(String, String), Skip> {
+    let root = tempfile::tempdir().map_err(|e| Skip(format!("tempdir: {e}")))?;
+    let etc = root.path().join("etc");
+    let conf = root.path().join("conf");
+    let mut files = Vec::new();
+    let made = fs::create_dir_all(&etc)
+        .and_then(|()| fs::create_dir_all(&conf))
+        .and_then(|()| fs::copy("/etc/passwd", etc.join("passwd")))
+        .and_then(|_| fs::copy("/etc/group", etc.join("group")))
+        .and_then(|_| {
+            for (i, text) in sysusers.iter().enumerate() {
+                let file = conf.join(format!("{i}.conf"));
+                fs::write(&file, text)?;
+                files.push(file);
+            }
+            Ok(())
+        });
+    made.map_err(|e| Skip(format!("staging sysusers files: {e}")))?;
+    let out = Command::new("systemd-sysusers")
+        .arg(format!("--root={}", root.path().display()))
+        .args(&files)
+        .env_clear()
+        .env("PATH", PATH)
+        .output()
+        .map_err(|e| Skip(format!("systemd-sysusers: {e}")))?;
+    assert!(
+        out.status.success(),
+        "systemd-sysusers refused the sysusers files: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| fs::read_to_string(etc.join(name)).expect("sysusers output");
+    Ok((read("passwd"), read("group")))
 }
 
 /// Detached watchdog in its own process group: on EOF of its stdin (the test process is gone)

@@ -72,7 +72,10 @@ pub fn tcp_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").expect("bind")
 }
 
-/// A loopback port that was free a moment ago, for a server to bind.
+/// A loopback port that was free a moment ago, for a program that cannot
+/// bind port 0 itself (another process may take it meanwhile: the caller
+/// must tell "address in use" from a failure and try again). spyglass can:
+/// `--listen 127.0.0.1:0` and [`Proc::listening_on`].
 pub fn free_port() -> u16 {
     tcp_listener().local_addr().expect("local address").port()
 }
@@ -321,6 +324,28 @@ impl Proc {
             .as_mut()
             .expect("notify")
             .wait_for(what, timeout)
+    }
+
+    /// The TCP address spyglass logged as "listening ... address=" (the port
+    /// the kernel chose for `--listen 127.0.0.1:0`); panics with the log if
+    /// none comes.
+    pub fn listening_on(&self) -> SocketAddr {
+        let found = wait_until(Duration::from_secs(20), || {
+            self.log.text().lines().any(|l| l.contains(" listening "))
+        });
+        let text = self.log.text();
+        let addr = found
+            .then(|| {
+                text.lines()
+                    .filter(|l| l.contains(" listening "))
+                    .find_map(|l| {
+                        l.split_whitespace()
+                            .find_map(|w| w.strip_prefix("address="))
+                    })
+                    .and_then(|a| a.parse().ok())
+            })
+            .flatten();
+        addr.unwrap_or_else(|| panic!("no TCP address logged:\n{text}"))
     }
 
     /// The pid's children (the workers), from /proc.
