@@ -216,11 +216,12 @@ impl<'a> Master<'a> {
         }
         self.spawn_missing(&mut app, &mut refuse);
         loop {
-            let commands = self.wait();
-            self.reap_all();
-            for (command, client) in commands {
+            // Commands first: a stop signalled to the whole process group
+            // reaches the workers too, and their exits are then expected.
+            for (command, client) in self.wait() {
                 self.obey(command, client);
             }
+            self.reap_all();
             self.read_channels();
             if let Some(why) = self.boot_failure.take() {
                 self.after_boot_failure(why);
@@ -281,7 +282,7 @@ impl<'a> Master<'a> {
                 Some(c) => self.ask_workers(c, name, args, worker).err().map(Err),
                 None => None,
             },
-            Command::Reap => None, // reaped above
+            Command::Reap => None, // reaped below, every turn
         };
         if let (Some(c), Some(a)) = (client, answer) {
             if let Some(control) = &mut self.control {
