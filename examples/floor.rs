@@ -7,6 +7,10 @@
 //! `floor 127.0.0.1:PORT`. Its socket is set up as spyglass's own
 //! (backlog 4096, TCP_DEFER_ACCEPT, TCP_NODELAY), so the two differ only
 //! in what they do per request.
+//!
+//! `floor --keepalive 127.0.0.1:PORT` is the keep-alive floor: connections
+//! stay open, and each read answers as many requests as it holds (it
+//! counts blank lines; no parsing), with one write.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -19,12 +23,15 @@ use nix::sys::socket::{
 
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, world!\n";
+const KEPT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, world!\n";
 
 fn main() -> nix::Result<()> {
+    let keepalive = std::env::args().any(|a| a == "--keepalive");
     let addr: SocketAddr = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| a != "--keepalive")
         .and_then(|a| a.parse().ok())
-        .expect("usage: floor 127.0.0.1:PORT");
+        .expect("usage: floor [--keepalive] 127.0.0.1:PORT");
     let SocketAddr::V4(v4) = addr else {
         panic!("IPv4 only")
     };
@@ -58,13 +65,22 @@ fn main() -> nix::Result<()> {
         let n = epoll.wait(&mut events, EpollTimeout::NONE)?;
         for ev in &events[..n] {
             if ev.data() != u64::MAX {
-                // A connection whose request had not arrived at accept.
                 let fd = ev.data() as i32;
-                serve(fd, &mut buf);
+                if keepalive {
+                    answer_all(fd, &mut buf);
+                } else {
+                    // A connection whose request had not arrived at accept.
+                    serve(fd, &mut buf);
+                }
                 continue;
             }
             let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
             while let Ok(fd) = accept4(l.as_raw_fd(), flags) {
+                if keepalive {
+                    epoll.add(borrow(fd), EpollEvent::new(EpollFlags::EPOLLIN, fd as u64))?;
+                    answer_all(fd, &mut buf);
+                    continue;
+                }
                 // Read at once; only a connection whose request has not
                 // arrived yet is registered (as spyglass does).
                 match nix::unistd::read(borrow(fd), &mut buf) {
@@ -78,6 +94,24 @@ fn main() -> nix::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// Keep-alive: one response per request the read holds, in one write; a
+/// closed connection is closed (which also takes it out of the epoll set).
+fn answer_all(fd: i32, buf: &mut [u8]) {
+    match nix::unistd::read(borrow(fd), buf) {
+        Ok(0) | Err(nix::errno::Errno::ECONNRESET) => {
+            let _ = nix::unistd::close(fd);
+        }
+        Ok(n) => {
+            let requests = buf[..n].windows(4).filter(|w| w == b"\r\n\r\n").count();
+            let _ = match requests {
+                1 => nix::unistd::write(borrow(fd), KEPT),
+                n => nix::unistd::write(borrow(fd), &KEPT.repeat(n)),
+            };
+        }
+        Err(_) => {}
     }
 }
 
