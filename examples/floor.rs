@@ -1,6 +1,7 @@
 //! The close-mode floor, for `bench/run`: the least a server can do per
 //! `Connection: close` request on this kernel. One process, one epoll:
-//! accept4, read the request, one write of a fixed response, close. No
+//! accept4, read the request, one send of a fixed response (with MSG_MORE,
+//! so that the close's FIN leaves in the same segment), close. No
 //! parsing, no logging, no timeouts, no workers: not a server anyone should
 //! run, only the yardstick spyglass's CPU per request is divided by.
 //!
@@ -87,10 +88,7 @@ fn main() -> nix::Result<()> {
                     Err(nix::errno::Errno::EAGAIN) => {
                         epoll.add(borrow(fd), EpollEvent::new(EpollFlags::EPOLLIN, fd as u64))?;
                     }
-                    _ => {
-                        let _ = nix::unistd::write(borrow(fd), RESPONSE);
-                        let _ = nix::unistd::close(fd);
-                    }
+                    _ => answer_and_close(fd),
                 }
             }
         }
@@ -117,7 +115,13 @@ fn answer_all(fd: i32, buf: &mut [u8]) {
 
 fn serve(fd: i32, buf: &mut [u8]) {
     let _ = nix::unistd::read(borrow(fd), buf);
-    let _ = nix::unistd::write(borrow(fd), RESPONSE);
+    answer_and_close(fd);
+}
+
+/// The response held back (MSG_MORE) until the close, so response and FIN
+/// share a segment.
+fn answer_and_close(fd: i32) {
+    let _ = nix::sys::socket::send(fd, RESPONSE, nix::sys::socket::MsgFlags::MSG_MORE);
     let _ = nix::unistd::close(fd);
 }
 
