@@ -121,7 +121,11 @@ fn serve(fd: i32, buf: &mut [u8]) {
 /// The response held back (MSG_MORE) until the close, so response and FIN
 /// share a segment.
 fn answer_and_close(fd: i32) {
-    let _ = nix::sys::socket::send(fd, RESPONSE, nix::sys::socket::MsgFlags::MSG_MORE);
+    let _ = nix::sys::socket::send(
+        fd,
+        RESPONSE,
+        nix::sys::socket::MsgFlags::from_bits_retain(libc::MSG_MORE),
+    );
     let _ = nix::unistd::close(fd);
 }
 
