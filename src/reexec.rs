@@ -48,6 +48,10 @@ impl Adopted {
 /// What the previous image passed, and how to exec the next one.
 pub struct Reexec {
     exe: PathBuf,
+    /// The name we were started under, kept across the exec: a unit may
+    /// give one (`ExecStart=@BINARY NAME ...`) that names the site in the
+    /// journal and in ps.
+    arg0: Option<OsString>,
     args: Vec<OsString>,
     workers: Vec<Adopted>,
     /// The binary understands `check` (its command line is spyglass's).
@@ -72,6 +76,7 @@ impl Reexec {
             .filter(|p| !p.to_string_lossy().ends_with(" (deleted)"))
             .or_else(|| std::env::args_os().next().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let arg0 = std::env::args_os().next();
         let args = std::env::args_os().skip(1).collect();
         let ours = std::env::var(PID).ok() == Some(std::process::id().to_string());
         let fds = std::env::var(FDS).unwrap_or_default();
@@ -83,6 +88,7 @@ impl Reexec {
         }
         let mut reexec = Reexec {
             exe,
+            arg0,
             args,
             workers: Vec::new(),
             checkable: false,
@@ -180,7 +186,11 @@ impl Reexec {
             .map(|(pid, fd)| format!("{pid} {}\n", fd.as_raw_fd()))
             .collect();
         tracing::info!(exe = %self.exe.display(), "reloading: executing the binary on disk");
-        let err = Command::new(&self.exe)
+        let mut cmd = Command::new(&self.exe);
+        if let Some(arg0) = &self.arg0 {
+            cmd.arg0(arg0);
+        }
+        let err = cmd
             .args(&self.args)
             .env(PID, std::process::id().to_string())
             .env(FDS, fds)

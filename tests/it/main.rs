@@ -9,6 +9,7 @@ mod control;
 mod core;
 mod docs;
 mod faults;
+mod hosting;
 mod http;
 pub mod idle;
 mod package;
