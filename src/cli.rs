@@ -339,6 +339,10 @@ pub enum Command {
     /// Ask a running server (over its control socket) or tell it what to
     /// do; never starts one.
     Ctl(CtlArgs),
+    /// The sites of the template units (spyglass@NAME.socket and .service),
+    /// as systemd sees them: socket listening, awake or asleep, when each
+    /// last woke and how many times. Starts nothing.
+    Sites(SitesArgs),
     /// Print a completion script for SHELL to stdout.
     Completions {
         /// The shell to complete for.
@@ -380,6 +384,21 @@ pub struct CtlArgs {
     #[arg(value_name = "COMMAND", required = true, num_args = 1..,
           trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `spyglass sites`.
+#[derive(Args, Clone, Debug)]
+#[command(
+    after_help = "Columns: SITE (the instance name), SOCKET (listening, inactive, failed), \
+STATE (awake, asleep, failed), LAST WOKE (the service's last start), WAKES (its starts in this \
+boot's journal), LISTEN (the socket's addresses).
+
+Exit status: 0 listed, 1 systemd could not be asked."
+)]
+pub struct SitesArgs {
+    /// Print the sites as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `spyglass check`: the same flags as serving.

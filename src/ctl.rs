@@ -206,7 +206,7 @@ fn status_table(s: &Value) -> String {
 }
 
 /// Seconds as a short span: `850ms`, `42s`, `3m20s`, `5h02m`.
-fn span(secs: Option<f64>) -> String {
+pub(crate) fn span(secs: Option<f64>) -> String {
     let Some(s) = secs else { return "-".into() };
     if s < 1.0 {
         return format!("{}ms", (s * 1000.0) as u64);

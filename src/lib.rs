@@ -38,6 +38,7 @@ pub mod control;
 pub mod ctl;
 pub mod forwarded;
 pub mod handler;
+pub mod host;
 pub mod listeners;
 pub mod logging;
 mod master;

@@ -23,6 +23,7 @@ fn main() {
     match cli.command {
         Some(Command::Check(c)) => check(&c.site, c.server.config()),
         Some(Command::Ctl(c)) => std::process::exit(spyglass::ctl::run(&c)),
+        Some(Command::Sites(s)) => std::process::exit(spyglass::host::run(&s)),
         Some(Command::Completions { shell }) => docs::print_and_exit(&docs::completions(shell)),
         Some(Command::Man { command }) => match docs::man_page(command.as_deref()) {
             Some(page) => docs::print_and_exit(&page),

@@ -69,6 +69,7 @@ complete -c spyglass -n "__fish_spyglass_needs_command" -s h -l help -d 'Print h
 complete -c spyglass -n "__fish_spyglass_needs_command" -s V -l version -d 'Print version'
 complete -c spyglass -n "__fish_spyglass_needs_command" -a "check" -d 'Check the configuration as the service would load it (flags, SPYGLASS_* variables, ROOT and CGI directories opened), print it, and exit 0, or 78 with the reason'
 complete -c spyglass -n "__fish_spyglass_needs_command" -a "ctl" -d 'Ask a running server (over its control socket) or tell it what to do; never starts one'
+complete -c spyglass -n "__fish_spyglass_needs_command" -a "sites" -d 'The sites of the template units (spyglass@NAME.socket and .service), as systemd sees them: socket listening, awake or asleep, when each last woke and how many times. Starts nothing'
 complete -c spyglass -n "__fish_spyglass_needs_command" -a "completions" -d 'Print a completion script for SHELL to stdout'
 complete -c spyglass -n "__fish_spyglass_needs_command" -a "man" -d 'Print a manual page (roff) to stdout: spyglass(1), or COMMAND\'s'
 complete -c spyglass -n "__fish_spyglass_using_subcommand check" -l site -d 'Serve the socket NAME (FileDescriptorName=, or --listen NAME=ADDR) from its own ROOT (repeatable). Sockets no --site names are served from the positional ROOT; without one, each socket needs a --site' -r
@@ -117,5 +118,7 @@ complete -c spyglass -n "__fish_spyglass_using_subcommand ctl" -l socket -d 'The
 complete -c spyglass -n "__fish_spyglass_using_subcommand ctl" -l site -d 'The site of a template unit (spyglass@SITE.service) to ask' -r
 complete -c spyglass -n "__fish_spyglass_using_subcommand ctl" -l json -d 'Print the answer as JSON'
 complete -c spyglass -n "__fish_spyglass_using_subcommand ctl" -s h -l help -d 'Print help'
+complete -c spyglass -n "__fish_spyglass_using_subcommand sites" -l json -d 'Print the sites as JSON'
+complete -c spyglass -n "__fish_spyglass_using_subcommand sites" -s h -l help -d 'Print help'
 complete -c spyglass -n "__fish_spyglass_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c spyglass -n "__fish_spyglass_using_subcommand man" -s h -l help -d 'Print help'

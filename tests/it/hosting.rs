@@ -628,6 +628,31 @@ fn sites_stop_restart_and_fail_apart() {
     );
     assert_eq!(h.get_site("two", "/"), Some((200, "site two\n".into())));
 
+    // A reload re-executes the binary in place and keeps the site's name
+    // (argv[0]) for the journal and ps.
+    let main = h.service("two", "MainPID");
+    h.sh("systemctl reload spyglass@two.service");
+    assert!(
+        wait_until(T, || h
+            .journal("spyglass@two", &["F_EVENT=reload"])
+            .contains("reload")),
+        "{}",
+        h.journal("spyglass@two", &[])
+    );
+    assert_eq!(h.service("two", "MainPID"), main);
+    assert_eq!(h.get_site("two", "/after-reload").map(|r| r.0), Some(404));
+    let mut event = String::new();
+    assert!(wait_until(T, || {
+        event = h.journal("spyglass@two", &["F_PATH=/after-reload", "-o", "verbose"]);
+        event.contains("SYSLOG_IDENTIFIER=")
+    }));
+    assert!(
+        event.contains("SYSLOG_IDENTIFIER=spyglass@two\n"),
+        "{event}"
+    );
+    let args = h.sh(&format!("ps -o args= -p {main}"));
+    assert!(args.starts_with("spyglass@two /srv/www/two"), "{args}");
+
     // A site on TCP, with the drop-in the socket unit documents.
     h.site("tcp", &[]);
     h.write(
@@ -701,4 +726,335 @@ fn sites_stop_restart_and_fail_apart() {
     for s in sites {
         assert_eq!(h.get_site(s, "/").map(|r| r.0), Some(200), "{s}");
     }
+}
+
+/// Point 5: `spyglass sites` reads systemd. Four sites: one awake, one
+/// asleep after two wakes, one listening that never woke, one enabled but
+/// not started; the table and the JSON say so, with the times and counts
+/// systemd and its journal have.
+#[test]
+fn spyglass_sites_shows_what_systemd_knows() {
+    let Some(h) = Host::boot(vec![], crate::sdbox::DEFAULT_TTL) else {
+        return;
+    };
+    h.site("awake", &[("SPYGLASS_WORKERS", "1")]);
+    h.site(
+        "asleep",
+        &[("SPYGLASS_WORKERS", "1"), ("SPYGLASS_IDLE_TIMEOUT", "1s")],
+    );
+    h.site("never", &[]);
+    h.site("off", &[]);
+    let out = h.sd.exec(&["spyglass", "sites"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("none"),
+        "{out:?}"
+    );
+    h.enable(&["awake", "asleep", "never"]);
+    h.sh("systemctl enable spyglass@off.socket");
+    for _ in 0..2 {
+        assert_eq!(h.get_site("asleep", "/").map(|r| r.0), Some(200));
+        assert!(h.wait_asleep("asleep"));
+    }
+    assert_eq!(h.get_site("awake", "/").map(|r| r.0), Some(200));
+
+    let out = h.sd.exec(&["spyglass", "sites"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{table}");
+    let row = |site: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(site))
+            .unwrap_or_else(|| panic!("no {site} in\n{table}"));
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(table.starts_with("SITE "), "{table}");
+    assert_eq!(table.lines().count(), 5, "{table}");
+    let awake = row("awake");
+    assert_eq!(&awake[1..3], ["listening", "awake"], "{table}");
+    assert_eq!(awake[4], "1");
+    assert_eq!(awake[5], "/run/spyglass/awake.sock");
+    let asleep = row("asleep");
+    assert_eq!(&asleep[1..3], ["listening", "asleep"], "{table}");
+    assert_eq!(asleep[4], "2", "{table}");
+    assert_eq!(
+        row("never")[1..5],
+        ["listening", "asleep", "never", "0"],
+        "{table}"
+    );
+    assert_eq!(
+        row("off")[1..5],
+        ["inactive", "asleep", "never", "0"],
+        "{table}"
+    );
+
+    let out = h.sd.exec(&["spyglass", "sites", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let site = |name: &str| {
+        v["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["site"] == name)
+            .unwrap_or_else(|| panic!("{name} in {v:#}"))
+            .clone()
+    };
+    let awake = site("awake");
+    assert_eq!(awake["service"]["state"], "awake");
+    assert_eq!(
+        awake["service"]["main_pid"].to_string(),
+        h.service("awake", "MainPID")
+    );
+    assert_eq!(
+        awake["service"]["status"]
+            .as_str()
+            .map(|s| s.contains("1 workers")),
+        Some(true),
+        "{awake:#}"
+    );
+    let asleep = site("asleep");
+    assert_eq!(asleep["service"]["wakes"], 2);
+    assert_eq!(asleep["service"]["main_pid"], serde_json::Value::Null);
+    let started = h.sh(
+        "systemctl show --timestamp=unix -p ExecMainStartTimestamp --value spyglass@asleep.service",
+    );
+    assert_eq!(
+        format!("@{}", asleep["service"]["last_woke"]["unix"]),
+        started.trim()
+    );
+    assert!(
+        asleep["service"]["asleep_since"]["unix"].as_u64()
+            >= asleep["service"]["last_woke"]["unix"].as_u64()
+    );
+    assert_eq!(asleep["socket"]["enabled"], "enabled");
+    assert_eq!(site("off")["socket"]["state"], "inactive");
+    assert_eq!(
+        site("never")["service"]["last_woke"],
+        serde_json::Value::Null
+    );
+
+    // Where systemd cannot be asked (no bus for this user here): one line
+    // and exit status 1.
+    let out = h.sd.exec(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "spyglass",
+        "sites",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("spyglass sites: systemctl: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Memory of a process from its /proc directory's smaps_rollup: Rss, Pss
+/// and Private_Dirty, in KiB.
+fn memory_kib(proc_dir: impl std::fmt::Display) -> [u64; 3] {
+    let text = fs::read_to_string(format!("{proc_dir}/smaps_rollup")).unwrap_or_default();
+    ["Rss:", "Pss:", "Private_Dirty:"].map(|k| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// One cold start, timed from `start` to the response's first byte; the
+/// whole response must be the site's page.
+fn timed<S: Read + Write + Timeouts>(
+    mut s: S,
+    host: &str,
+    start: std::time::Instant,
+) -> Result<Duration, String> {
+    s.timeouts(T);
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}.example.com\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).map_err(|e| e.to_string())?;
+    let took = start.elapsed();
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).map_err(|e| e.to_string())?;
+    let want = format!("site {host}\n");
+    if rest.starts_with("TTP/1.1 200") && rest.ends_with(&want) {
+        Ok(took)
+    } else {
+        Err(format!("H{rest}"))
+    }
+}
+
+/// Median and worst of `samples`, sorted in place.
+fn median_and_worst(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort();
+    (samples[samples.len() / 2], samples[samples.len() - 1])
+}
+
+/// Point 6, the figures: 200 sites configured and idle (no spyglass
+/// process; systemd's own memory per configured site, from its PID 1's
+/// smaps_rollup before and after enabling 200 sockets, each after a
+/// daemon-reload), then 20 of them woken at once straight on their
+/// sockets and 20 others at once through nginx: every request answered,
+/// median and worst cold start; then all back to zero. A measurement,
+/// not a test of speed. Run with
+/// `cargo test --release --test it hosting::figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark; run explicitly"]
+fn figures_two_hundred_sites_then_twenty_cold_starts_at_once() {
+    const SITES: usize = 200;
+    const BURST: usize = 20;
+    if !have_nginx() {
+        return;
+    }
+    let Some(h) = Host::boot(vec![front_unit()], Duration::from_secs(900)) else {
+        return;
+    };
+    let names: Vec<String> = (1..=SITES).map(|i| format!("s{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for n in &names {
+        h.site(n, &[]);
+    }
+    // The shipped units as they are, but a short idle timeout for every
+    // site (a drop-in), so that the run ends with all of them asleep.
+    h.write(
+        "/etc/systemd/system/spyglass@.service.d/idle.conf",
+        "[Service]\nEnvironment=SPYGLASS_IDLE_TIMEOUT=5s\n",
+        0o644,
+    );
+    h.sh("systemctl daemon-reload");
+    let pid1 = format!("/proc/{}", h.sd.host_pid());
+    let before = memory_kib(&pid1);
+    let t = std::time::Instant::now();
+    h.enable(&names);
+    let enable_took = t.elapsed();
+    h.sh("systemctl daemon-reload");
+    let after = memory_kib(&pid1);
+    let listening = h.sh(
+        "systemctl list-units --plain --no-legend --state=listening 'spyglass@*.socket' | wc -l",
+    );
+    assert_eq!(listening.trim(), SITES.to_string());
+    assert_eq!(h.spyglass_processes(), 0, "all idle: no spyglass process");
+    let units = h.sh("systemctl list-units --all --plain --no-legend | wc -l");
+    h.start_front(&names);
+
+    let per_site = |i: usize| (after[i] as f64 - before[i] as f64) / SITES as f64;
+    eprintln!(
+        "{SITES} sites configured, all idle: 0 spyglass processes, {} units loaded",
+        units.trim()
+    );
+    eprintln!("  `systemctl enable --now` of {SITES} sockets took {enable_took:?}");
+    eprintln!(
+        "  systemd (PID 1) before: Rss {} KiB, Pss {} KiB, Private_Dirty {} KiB",
+        before[0], before[1], before[2]
+    );
+    eprintln!(
+        "  systemd (PID 1) after:  Rss {} KiB, Pss {} KiB, Private_Dirty {} KiB",
+        after[0], after[1], after[2]
+    );
+    eprintln!(
+        "  per configured site:    Rss {:.1} KiB, Pss {:.1} KiB, Private_Dirty {:.1} KiB",
+        per_site(0),
+        per_site(1),
+        per_site(2)
+    );
+
+    // 20 sites woken at once, straight on their sockets; then 20 others
+    // through nginx.
+    let burst = |via_front: bool, sites: &[&str]| -> Vec<Result<Duration, String>> {
+        let barrier = std::sync::Barrier::new(sites.len());
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = sites
+                .iter()
+                .map(|name| {
+                    let (h, barrier) = (&h, &barrier);
+                    scope.spawn(move || {
+                        if via_front {
+                            let s =
+                                h.sd.connect_tcp(SocketAddr::from(FRONT))
+                                    .map_err(|e| e.to_string())?;
+                            barrier.wait();
+                            timed(s, name, std::time::Instant::now())
+                        } else {
+                            let path = h.path(&format!("/run/spyglass/{name}.sock"));
+                            barrier.wait();
+                            let start = std::time::Instant::now();
+                            let s = UnixStream::connect(path).map_err(|e| e.to_string())?;
+                            timed(s, name, start)
+                        }
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    };
+    for (label, via_front, sites) in [
+        (
+            "straight on their sockets (connect to first byte)",
+            false,
+            &names[..BURST],
+        ),
+        (
+            "through nginx (request to first byte)",
+            true,
+            &names[BURST..2 * BURST],
+        ),
+    ] {
+        let results = burst(via_front, sites);
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "{label}: {failed:?}");
+        let mut samples: Vec<Duration> = results.into_iter().map(Result::unwrap).collect();
+        let (median, worst) = median_and_worst(&mut samples);
+        eprintln!(
+            "{BURST} sites woken at once {label}: {BURST}/{BURST} answered, median {median:?}, worst {worst:?}"
+        );
+    }
+    let awake: Vec<&str> = names[..2 * BURST].to_vec();
+    for n in &awake {
+        assert_eq!(h.service(n, "ActiveState"), "active", "{n}");
+    }
+    assert_eq!(
+        h.sh(
+            "systemctl list-units --plain --no-legend --state=active 'spyglass@*.service' | wc -l"
+        )
+        .trim(),
+        (2 * BURST).to_string(),
+        "only the woken sites are awake"
+    );
+    // What an awake site costs: its processes' Pss, summed per site.
+    let pss: u64 = awake
+        .iter()
+        .map(|n| {
+            let main = h.service(n, "MainPID");
+            let pids = h.sh(&format!("pgrep -P {main}; echo {main}"));
+            pids.lines()
+                // Box pids: read through the box's /proc.
+                .map(|p| memory_kib(h.path(&format!("/proc/{p}")).display())[1])
+                .sum::<u64>()
+        })
+        .sum();
+    eprintln!(
+        "awake: {} sites, {} KiB Pss per site (master and {} workers)",
+        awake.len(),
+        pss / awake.len() as u64,
+        h.sh(&format!("pgrep -c -P {}", h.service(awake[0], "MainPID")))
+            .trim()
+    );
+    // And back to zero.
+    let t = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(60), || h.spyglass_processes() == 0),
+        "still {} spyglass processes",
+        h.spyglass_processes()
+    );
+    eprintln!(
+        "all {SITES} asleep again {:?} after the bursts (idle timeout 5 s)",
+        t.elapsed()
+    );
 }

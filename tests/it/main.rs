@@ -18,5 +18,6 @@ mod sdbox;
 mod sites;
 mod static_files;
 mod systemd;
+mod templates;
 mod under_systemd;
 mod units;

@@ -146,6 +146,8 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
         "/usr/share/doc/spyglass/changelog.Debian.gz",
         "/usr/share/doc/spyglass/examples/cgi.conf",
         "/usr/lib/sysusers.d/spyglass.conf",
+        "/usr/share/doc/spyglass/examples/nginx.conf",
+        "/usr/share/doc/spyglass/examples/Caddyfile",
         "/usr/share/bash-completion/completions/spyglass",
         "/usr/share/zsh/vendor-completions/_spyglass",
         "/usr/share/fish/vendor_completions.d/spyglass.fish",
@@ -189,6 +191,8 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
     {
         for line in fs::read_to_string(&file).unwrap().lines() {
             if let Some(cmd) = line.strip_prefix("ExecStart=").filter(|c| !c.is_empty()) {
+                // `@BINARY ARGV0 ARGS`: the template names its process.
+                let cmd = cmd.strip_prefix('@').unwrap_or(cmd);
                 assert!(
                     cmd.starts_with("/usr/bin/spyglass "),
                     "{}: {line}",
@@ -236,6 +240,9 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
     assert!(
         postinst.contains("systemd-sysusers ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} spyglass.conf")
     );
+    // And the running sites of the templates, which cargo-deb's snippets skip.
+    assert!(units.contains("spyglass@.socket") && units.contains("spyglass@.service"));
+    assert!(postinst.contains("deb-systemd-invoke try-reload-or-restart 'spyglass@*.service' "));
     let code: String = postinst
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -251,9 +258,19 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
     }
     let prerm = script("prerm");
     assert!(prerm.contains("deb-systemd-invoke stop spyglass.service spyglass.socket "));
-    assert!(
-        script("postrm").contains("deb-systemd-helper purge spyglass.service spyglass.socket ")
-    );
+    assert!(prerm.contains("deb-systemd-invoke stop 'spyglass@*.socket' 'spyglass@*.service' "));
+    let postrm = script("postrm");
+    assert!(postrm.contains("deb-systemd-helper purge spyglass.service spyglass.socket "));
+    assert!(postrm.contains("-lname '*/spyglass@.socket'"));
+    for name in ["prerm", "postrm"] {
+        assert_eq!(
+            script(name)
+                .matches("Automatically added by cargo-deb")
+                .count(),
+            { if name == "prerm" { 1 } else { 2 } },
+            "{name}"
+        );
+    }
 }
 
 /// What a path on the host is: absent, or its size, change time and inode.
@@ -435,8 +452,26 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
     assert_eq!(sd.show("spyglass.service", "Result"), "success");
     assert_eq!(sd.show("spyglass.socket", "SubState"), "listening");
 
+    // A site of the templates, added as the README says, awake for good.
+    sh(
+        &sd,
+        "mkdir -p /srv/www/blog /etc/systemd/system/spyglass@.service.d && \
+         printf 'blog\\n' > /srv/www/blog/hello.txt && chmod -R a+rX /srv/www && \
+         printf '[Service]\\nEnvironment=SPYGLASS_IDLE_TIMEOUT=infinity\\n' \
+           > /etc/systemd/system/spyglass@.service.d/idle.conf && \
+         systemctl daemon-reload && systemctl enable --now spyglass@blog.socket",
+    );
+    let blog = || {
+        sh(
+            &sd,
+            "curl -sS --unix-socket /run/spyglass/blog.sock http://blog/hello.txt",
+        )
+    };
+    assert_eq!(blog(), "blog\n");
+    let blog_main = sd.show("spyglass@blog.service", "MainPID");
+
     // 4. An upgrade while it runs: the same process re-executes the new binary (SIGHUP),
-    //    the socket is not restarted, and it goes on serving.
+    //    the socket is not restarted, and it goes on serving. The site too.
     sh(
         &sd,
         "printf '[Service]\\nEnvironment=SPYGLASS_IDLE_TIMEOUT=infinity\\n' \
@@ -473,10 +508,28 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
         "the socket was restarted"
     );
     assert_eq!(get(&sd, "/hello.txt"), Some((200, "hello\n".into())));
+    let exe = sh(&sd, &format!("readlink /proc/{blog_main}/exe"));
+    assert_eq!(
+        exe.trim(),
+        "/usr/bin/spyglass",
+        "the site runs the new binary"
+    );
+    assert_eq!(sd.show("spyglass@blog.service", "MainPID"), blog_main);
+    let journal = sd.journalctl(&["-u", "spyglass@blog", "-o", "cat"]);
+    let journal = String::from_utf8_lossy(&journal.stdout);
+    assert!(
+        journal.contains("reloading: executing the binary on disk"),
+        "{journal}"
+    );
+    assert_eq!(blog(), "blog\n");
 
     // 5. apt remove: what ran is stopped, the binary is gone.
     apt(&sd, "remove spyglass");
     assert_quiet(&sd, "after apt remove");
+    for unit in ["spyglass@blog.socket", "spyglass@blog.service"] {
+        assert_eq!(sd.show(unit, "ActiveState"), "inactive", "{unit}");
+    }
+    sh(&sd, "test ! -e /run/spyglass/blog.sock");
     sh(&sd, "test ! -e /usr/bin/spyglass");
     assert!(sh(&sd, "dpkg -s spyglass || true").contains("Status: deinstall ok config-files"));
 
@@ -486,9 +539,14 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
         &sd,
         "find /etc/systemd/system /var/lib/systemd /var/lib/dpkg/info -name '*spyglass*'",
     );
-    // Only the admin's own drop-in directory, which is theirs to keep or remove.
+    // Only the admin's own drop-in directories, which are theirs to keep or remove.
+    let left: BTreeSet<&str> = left.lines().collect();
     assert_eq!(
-        left, "/etc/systemd/system/spyglass.service.d\n",
+        left,
+        BTreeSet::from([
+            "/etc/systemd/system/spyglass.service.d",
+            "/etc/systemd/system/spyglass@.service.d",
+        ]),
         "left after purge"
     );
     let list: Vec<String> = files.iter().map(|f| format!("'{f}'")).collect();

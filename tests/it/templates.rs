@@ -1,0 +1,242 @@
+//! The template units (`spyglass@.socket`, `spyglass@.service`) are code
+//! like the single-site ones (`units`): they verify cleanly, the service's
+//! sandbox rates well, every directive says why it is there. And they stay
+//! in step with `spyglass.service` by construction: its sandbox section is
+//! the template's word for word, and each of its other directives is the
+//! template's too, unless this file names it as one that a site changes.
+//! So a change to the single-site unit that the template does not follow
+//! fails here.
+//!
+//! The documented front proxy configurations (`examples/front/`) are the
+//! README's, and the nginx one is what `hosting` runs.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use crate::hosting::shipped;
+use crate::support::*;
+
+/// Directives of `spyglass.service` that the template sets otherwise, each
+/// with the reason (the template's own comments say more).
+const CHANGED: &[(&str, &str)] = &[
+    ("Description", "names the site"),
+    ("Requires", "the site's socket"),
+    ("After", "the site's socket"),
+    ("ExecStart", "the site's directory and name"),
+    ("RuntimeDirectory", "the site's, for ctl --site"),
+    (
+        "StartLimitIntervalSec",
+        "a limit above idle exits, below a start that cannot succeed",
+    ),
+    ("Also", "the site's socket"),
+];
+
+/// Directives only the template has.
+const ADDED: &[&str] = &[
+    "StartLimitBurst",
+    "AssertPathExists",
+    "SyslogIdentifier",
+    "EnvironmentFile",
+    "User",
+    "TemporaryFileSystem",
+    "BindReadOnlyPaths",
+];
+
+/// The directive lines (`Key=value`) of a unit, comments and sections
+/// left out.
+fn directives(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn key(line: &str) -> &str {
+    line.split_once('=').map_or(line, |(k, _)| k)
+}
+
+/// The sandbox section: from its heading to the next heading or section.
+fn sandbox(text: &str) -> &str {
+    let start = text.find("# --- Sandbox").expect("a sandbox section");
+    let rest = &text[start..];
+    let end = rest[1..]
+        .find("\n# ---")
+        .into_iter()
+        .chain(rest.find("\n["))
+        .min()
+        .expect("an end to the sandbox section");
+    rest[..end + 1].trim_end()
+}
+
+/// The templates in a fresh directory, `ExecStart=` pointed at the binary
+/// under test (systemd-analyze checks that it exists), the service's text
+/// passed through `edit`.
+fn staged(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = "ExecStart=@/usr/bin/spyglass ";
+    let service = shipped("spyglass@.service");
+    assert!(service.contains(exec), "the template's ExecStart= changed");
+    let service = service.replace(exec, &format!("ExecStart=@{} ", spyglass().display()));
+    std::fs::write(dir.path().join("spyglass@.service"), edit(service)).unwrap();
+    std::fs::write(
+        dir.path().join("spyglass@.socket"),
+        shipped("spyglass@.socket"),
+    )
+    .unwrap();
+    dir
+}
+
+fn verify(dir: &Path) -> String {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.join("spyglass@blog.socket"))
+        .arg(dir.join("spyglass@blog.service"))
+        .output()
+        .expect("systemd-analyze (package systemd)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "systemd-analyze verify:\n{text}");
+    text
+}
+
+#[test]
+fn templates_verify_cleanly_with_and_without_the_limits() {
+    let dir = staged(|s| s);
+    let text = verify(dir.path());
+    assert!(text.trim().is_empty(), "systemd-analyze verify:\n{text}");
+    // The commented limits, uncommented, are valid too.
+    let dir = staged(|s| {
+        s.replace("#MemoryMax=", "MemoryMax=")
+            .replace("#CPUQuota=", "CPUQuota=")
+            .replace("#TasksMax=", "TasksMax=")
+    });
+    let service = std::fs::read_to_string(dir.path().join("spyglass@.service")).unwrap();
+    for k in ["MemoryMax=", "CPUQuota=", "TasksMax="] {
+        assert!(service.lines().any(|l| l.starts_with(k)), "no {k} line");
+    }
+    let text = verify(dir.path());
+    assert!(text.trim().is_empty(), "with the limits:\n{text}");
+    // And verification does read the template: a bad line is reported.
+    let dir = staged(|s| s.replace("NonBlocking=yes", "NonBlocking=yes\nNoSuchKey=1"));
+    assert!(verify(dir.path()).contains("NoSuchKey"));
+}
+
+#[test]
+fn a_site_sandbox_rates_as_well_as_the_single_site() {
+    let dir = staged(|s| s);
+    let level = |unit: &Path| -> f64 {
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true"])
+            .arg(unit)
+            .output()
+            .expect("systemd-analyze");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.contains("Overall exposure level"))
+            .unwrap_or_else(|| panic!("{text}"));
+        eprintln!("{line}");
+        line.split(':')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let site = level(&dir.path().join("spyglass@blog.service"));
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = shipped("spyglass.service").replace(
+        "ExecStart=/usr/bin/spyglass",
+        &format!("ExecStart={}", spyglass().display()),
+    );
+    std::fs::write(single_dir.path().join("spyglass.service"), single).unwrap();
+    let single = level(&single_dir.path().join("spyglass.service"));
+    assert!(site <= 2.0, "{site}");
+    assert!(
+        site <= single,
+        "a site {site}, the single-site unit {single}"
+    );
+}
+
+#[test]
+fn every_template_directive_is_commented() {
+    for name in ["spyglass@.socket", "spyglass@.service"] {
+        let text = shipped(name);
+        let mut commented = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('#') {
+                commented = true;
+            } else if line.is_empty() || line.starts_with('[') {
+                commented = false;
+            } else if !line.starts_with("Description=") && !line.starts_with("Documentation=") {
+                assert!(commented, "{name}: no comment says why: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_template_sandbox_is_the_single_site_sandbox() {
+    let single = shipped("spyglass.service");
+    let site = shipped("spyglass@.service");
+    assert_eq!(
+        sandbox(&site),
+        sandbox(&single),
+        "copy the sandbox section of systemd/spyglass.service into spyglass@.service"
+    );
+    assert!(sandbox(&single).contains("DynamicUser=yes"));
+}
+
+#[test]
+fn the_template_has_every_single_site_directive() {
+    let single = directives(&shipped("spyglass.service"));
+    let site = directives(&shipped("spyglass@.service"));
+    let changed: BTreeSet<&str> = CHANGED.iter().map(|(k, _)| *k).collect();
+    for line in &single {
+        if changed.contains(key(line)) {
+            assert!(
+                site.iter().any(|l| key(l) == key(line)),
+                "the template has no {} (changed: {})",
+                key(line),
+                CHANGED.iter().find(|(k, _)| *k == key(line)).unwrap().1
+            );
+        } else {
+            assert!(site.contains(line), "spyglass@.service lacks {line}");
+        }
+    }
+    for line in &site {
+        let known =
+            single.contains(line) || changed.contains(key(line)) || ADDED.contains(&key(line));
+        assert!(
+            known,
+            "spyglass@.service: {line} is neither spyglass.service's nor listed here"
+        );
+    }
+    // What names the site names it.
+    for line in site.iter().filter(|l| changed.contains(key(l))) {
+        if key(line) != "StartLimitIntervalSec" {
+            assert!(line.contains("%i"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn the_readme_documents_the_front_configurations_the_tests_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for name in ["nginx.conf", "Caddyfile"] {
+        let text = std::fs::read_to_string(root.join("examples/front").join(name)).unwrap();
+        assert!(
+            readme.contains(&text),
+            "README.md does not show examples/front/{name} as it is"
+        );
+    }
+    // The nginx configuration the hosting tests generate is built from it.
+    let conf = crate::hosting::nginx_conf(&["blog"]);
+    assert!(conf.contains("proxy_pass http://unix:/run/spyglass/blog.sock;"));
+}
