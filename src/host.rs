@@ -135,6 +135,11 @@ impl Site {
 
     /// Why the name cannot work, if it cannot.
     fn note(&self) -> Option<String> {
+        if self.name == "default" {
+            return Some(
+                "'default' is spyglass.service's runtime directory: use another name".into(),
+            );
+        }
         (!valid_name(&self.name)).then(|| {
             format!(
                 "a site's name is at most {NAME_MAX} letters, digits, '-' and '_' \
@@ -476,6 +481,13 @@ MemoryCurrent=[not set]\nStatusText=\n";
         assert!(!valid_name("example.com"));
         assert!(!valid_name(&"x".repeat(23)));
         assert!(valid_name(&"x".repeat(22)));
+        let named = |name: &str| Site {
+            name: name.into(),
+            ..blog()
+        };
+        assert_eq!(named("blog").note(), None);
+        assert!(named("default").note().unwrap().contains("spyglass.service"));
+        assert!(named("example.com").note().unwrap().contains("at most 22"));
     }
 
     #[test]

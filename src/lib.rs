@@ -23,7 +23,8 @@
 //! Behind a proxy, `conn` reads a [`proxy_protocol`] header first and
 //! settles each request's client with [`forwarded`].
 //! The `spyglass` binary's handlers: [`static_files`], [`cgi`], and the
-//! [`site`] that routes between them (and between sites by listener name).
+//! [`site`] that routes between them (and between sites by listener name);
+//! its commands beside serving: [`ctl`] and [`host`] (`spyglass sites`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]

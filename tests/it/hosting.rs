@@ -547,7 +547,7 @@ fn a_site_cannot_reach_another() {
 
 /// The drop-in the socket template's header documents for a site on a TCP
 /// address of its own (the comment lines after "systemctl edit").
-fn documented_tcp_dropin() -> String {
+pub fn documented_tcp_dropin() -> String {
     let unit = shipped("spyglass@.socket");
     let start = unit
         .find("`systemctl edit spyglass@blog.socket`:\n")
@@ -1015,6 +1015,24 @@ fn figures_two_hundred_sites_then_twenty_cold_starts_at_once() {
             "{BURST} sites woken at once {label}: {BURST}/{BURST} answered, median {median:?}, worst {worst:?}"
         );
     }
+    // For scale: one site woken alone, ten times over (stopped between).
+    let mut alone = Vec::new();
+    for n in &names[2 * BURST..2 * BURST + 10] {
+        let start = std::time::Instant::now();
+        let s = UnixStream::connect(h.path(&format!("/run/spyglass/{n}.sock"))).unwrap();
+        alone.push(timed(s, n, start).unwrap());
+        h.sh(&format!("systemctl stop spyglass@{n}.service"));
+    }
+    let (median, worst) = median_and_worst(&mut alone);
+    eprintln!(
+        "one site woken alone (connect to first byte), 10 sites: median {median:?}, worst {worst:?}"
+    );
+    eprintln!(
+        "load average while measuring: {}",
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     let awake: Vec<&str> = names[..2 * BURST].to_vec();
     for n in &awake {
         assert_eq!(h.service(n, "ActiveState"), "active", "{n}");

@@ -7,8 +7,8 @@
 //! So a change to the single-site unit that the template does not follow
 //! fails here.
 //!
-//! The documented front proxy configurations (`examples/front/`) are the
-//! README's, and the nginx one is what `hosting` runs.
+//! The documented front proxy configurations (`examples/front/`) and the
+//! socket's TCP drop-in are the README's, and what `hosting` runs.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -226,7 +226,7 @@ fn the_template_has_every_single_site_directive() {
 }
 
 #[test]
-fn the_readme_documents_the_front_configurations_the_tests_run() {
+fn the_readme_documents_the_configurations_the_tests_run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     for name in ["nginx.conf", "Caddyfile"] {
@@ -236,6 +236,12 @@ fn the_readme_documents_the_front_configurations_the_tests_run() {
             "README.md does not show examples/front/{name} as it is"
         );
     }
+    // The TCP drop-in, as the socket unit documents it and hosting uses it.
+    let tcp = crate::hosting::documented_tcp_dropin();
+    assert!(
+        readme.contains(&format!("```ini\n{tcp}```")),
+        "README: {tcp}"
+    );
     // The nginx configuration the hosting tests generate is built from it.
     let conf = crate::hosting::nginx_conf(&["blog"]);
     assert!(conf.contains("proxy_pass http://unix:/run/spyglass/blog.sock;"));
