@@ -486,7 +486,12 @@ MemoryCurrent=[not set]\nStatusText=\n";
             ..blog()
         };
         assert_eq!(named("blog").note(), None);
-        assert!(named("default").note().unwrap().contains("spyglass.service"));
+        assert!(
+            named("default")
+                .note()
+                .unwrap()
+                .contains("spyglass.service")
+        );
         assert!(named("example.com").note().unwrap().contains("at most 22"));
     }
 
