@@ -38,12 +38,16 @@ _spyglass() {
 
     case "${cmd}" in
         spyglass)
-            opts="-w -h -V --cgi --cgi-timeout --cgi-pass-authorization --show-hidden --list-dirs --cache-control --listen --workers --idle-timeout --graceful-timeout --worker-timeout --log-target --log-level --access-log --control-socket --worker-max-requests --worker-max-lifetime --worker-max-memory --reload-on-change --max-request-line --max-head --max-headers --max-body --body-buffer --header-timeout --body-timeout --keepalive-timeout --write-timeout --max-requests --max-connections --help --version check ctl sites completions man"
+            opts="-w -h -V --site --cgi --cgi-timeout --cgi-pass-authorization --show-hidden --list-dirs --cache-control --listen --workers --idle-timeout --graceful-timeout --worker-timeout --log-target --log-level --access-log --control-socket --worker-max-requests --worker-max-lifetime --worker-max-memory --reload-on-change --max-request-line --max-head --max-headers --max-body --body-buffer --header-timeout --body-timeout --keepalive-timeout --write-timeout --max-requests --max-connections --proxy-protocol --trusted-proxy --proxy-headers --help --version check ctl sites completions man"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --site)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cgi)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -154,6 +158,18 @@ _spyglass() {
                     ;;
                 --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-protocol)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trusted-proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-headers)
+                    COMPREPLY=($(compgen -W "x-forwarded forwarded" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -164,12 +180,16 @@ _spyglass() {
             return 0
             ;;
         spyglass__subcmd__check)
-            opts="-w -h --cgi --cgi-timeout --cgi-pass-authorization --show-hidden --list-dirs --cache-control --listen --workers --idle-timeout --graceful-timeout --worker-timeout --log-target --log-level --access-log --control-socket --worker-max-requests --worker-max-lifetime --worker-max-memory --reload-on-change --max-request-line --max-head --max-headers --max-body --body-buffer --header-timeout --body-timeout --keepalive-timeout --write-timeout --max-requests --max-connections --help"
+            opts="-w -h --site --cgi --cgi-timeout --cgi-pass-authorization --show-hidden --list-dirs --cache-control --listen --workers --idle-timeout --graceful-timeout --worker-timeout --log-target --log-level --access-log --control-socket --worker-max-requests --worker-max-lifetime --worker-max-memory --reload-on-change --max-request-line --max-head --max-headers --max-body --body-buffer --header-timeout --body-timeout --keepalive-timeout --write-timeout --max-requests --max-connections --proxy-protocol --trusted-proxy --proxy-headers --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --site)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cgi)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -280,6 +300,18 @@ _spyglass() {
                     ;;
                 --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-protocol)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trusted-proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-headers)
+                    COMPREPLY=($(compgen -W "x-forwarded forwarded" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::sdbox::{Options, SdBox, require_or_skip};
 use crate::support::*;
+use crate::units::shipped;
 
 const T: Duration = Duration::from_secs(30);
 /// Where the front proxy listens, in the box.
@@ -29,14 +30,6 @@ const NGINX: &str = "/usr/sbin/nginx";
 /// A box with the template units installed and the binary in /usr/bin.
 pub struct Host {
     pub sd: SdBox,
-}
-
-/// The text of a shipped unit file.
-pub fn shipped(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("systemd")
-        .join(name);
-    fs::read_to_string(path).unwrap()
 }
 
 impl Host {
@@ -51,6 +44,7 @@ impl Host {
         let opts = Options {
             ttl,
             private_os: true,
+            ..Options::default()
         };
         let sd = SdBox::boot_with(&units, opts)
             .map_err(|s| require_or_skip(&s.0))
@@ -333,10 +327,13 @@ fn three_sites_behind_nginx_wake_alone_and_sleep_again() {
     };
     let sites = ["alpha", "bravo", "charlie"];
     for s in sites {
-        h.site(
-            s,
-            &[("SPYGLASS_IDLE_TIMEOUT", "2s"), ("SPYGLASS_WORKERS", "1")],
-        );
+        let mut env = vec![("SPYGLASS_IDLE_TIMEOUT", "2s"), ("SPYGLASS_WORKERS", "1")];
+        if s == "alpha" {
+            // As the README says: the client's address from nginx's
+            // X-Forwarded-For, believed from the socket's peers.
+            env.push(("SPYGLASS_TRUSTED_PROXY", "unix"));
+        }
+        h.site(s, &env);
     }
     h.enable(&sites);
     h.start_front(&sites);
@@ -417,6 +414,12 @@ fn three_sites_behind_nginx_wake_alone_and_sleep_again() {
     }
     let ids = h.journal("spyglass@alpha", &["F_PATH=/only-alpha/0", "-o", "verbose"]);
     assert!(ids.contains("SYSLOG_IDENTIFIER=spyglass@alpha"), "{ids}");
+    // Alpha believes nginx about the client; bravo, not told to, logs the
+    // socket's peer.
+    assert!(ids.contains("F_PEER=127.0.0.1\n"), "{ids}");
+    assert!(ids.contains("F_SOCKET_PEER=unix"), "{ids}");
+    let theirs = h.journal("spyglass@bravo", &["-o", "verbose"]);
+    assert!(theirs.contains("F_PEER=unix"), "{theirs}");
     let tagged = h.sd.journalctl(&["-t", "spyglass@bravo", "-o", "cat"]);
     let tagged = String::from_utf8_lossy(&tagged.stdout);
     assert!(
@@ -453,6 +456,8 @@ echo "connect: $?"
 echo "ctl: $?"
 kill -0 "$pid" 2>/dev/null && echo "signal: sent" || echo "signal: refused"
 test -e "/proc/$pid" && echo "proc: seen" || echo "proc: hidden"
+echo "root: $(cat "/proc/$pid/root/srv/www/$them/secret.txt" 2>&1)"
+echo "environ: $(tr '\0' '\n' < "/proc/$pid/environ" 2>&1 | grep -c SECRET_TOKEN)"
 "#;
 
 /// A site cannot read another's files (by a CGI script or a symlink),
@@ -467,7 +472,11 @@ fn a_site_cannot_reach_another() {
     for s in ["red", "blue"] {
         let cgi = format!("SPYGLASS_CGI=/cgi-bin=/srv/www/{s}/cgi-bin");
         let (k, v) = cgi.split_once('=').unwrap();
-        h.site(s, &[(k, v), ("SPYGLASS_WORKERS", "1")]);
+        let token = format!("{s}-token");
+        h.site(
+            s,
+            &[(k, v), ("SPYGLASS_WORKERS", "1"), ("SECRET_TOKEN", &token)],
+        );
         h.write(
             &format!("/srv/www/{s}/secret.txt"),
             &format!("{s}'s secret\n"),
@@ -504,6 +513,8 @@ fn a_site_cannot_reach_another() {
     assert_eq!(line(&red_self, "ctl"), "0");
     assert_eq!(line(&red_self, "signal"), "sent");
     assert_eq!(line(&red_self, "proc"), "seen");
+    assert_eq!(line(&red_self, "root"), "red's secret");
+    assert_eq!(line(&red_self, "environ"), "1");
     // About blue: nothing.
     assert_eq!(line(&peek, "own"), "site red");
     assert!(
@@ -523,6 +534,13 @@ fn a_site_cannot_reach_another() {
     assert_eq!(line(&peek, "ctl"), "4", "ctl: not allowed\n{peek}");
     assert_eq!(line(&peek, "signal"), "refused", "{peek}");
     assert_eq!(line(&peek, "proc"), "hidden", "{peek}");
+    // Not through its /proc entry either (a user shared by the sites would
+    // have it: its mount namespace's files, its environment).
+    assert!(
+        line(&peek, "root").contains("No such file or directory"),
+        "{peek}"
+    );
+    assert_ne!(line(&peek, "environ"), "1", "{peek}");
     // Two users, neither root.
     let blue_uid = h.sh(&format!("stat -c %u /proc/{blue_pid}"));
     let red_uid = line(&peek, "uid");

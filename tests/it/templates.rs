@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::hosting::shipped;
 use crate::support::*;
+use crate::units::shipped;
 
 /// Directives of `spyglass.service` that the template sets otherwise, each
 /// with the reason (the template's own comments say more).
@@ -34,6 +34,7 @@ const CHANGED: &[(&str, &str)] = &[
 
 /// Directives only the template has.
 const ADDED: &[&str] = &[
+    "DynamicUser",
     "StartLimitBurst",
     "AssertPathExists",
     "SyslogIdentifier",
@@ -70,31 +71,64 @@ fn sandbox(text: &str) -> &str {
     rest[..end + 1].trim_end()
 }
 
+/// The targets that default dependencies name; stubs, so that
+/// systemd-analyze reads nothing from the host (as `units` does).
+const STUB_TARGETS: &[&str] = &["sysinit", "basic", "sockets", "shutdown"];
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The templates in a fresh directory, `ExecStart=` pointed at the binary
 /// under test (systemd-analyze checks that it exists), the service's text
-/// passed through `edit`.
+/// passed through `edit`; stub targets in `stubs/` beside `units/`.
 fn staged(edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    let (units, stubs) = (dir.path().join("units"), dir.path().join("stubs"));
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(&stubs).unwrap();
     let exec = "ExecStart=@/usr/bin/spyglass ";
     let service = shipped("spyglass@.service");
     assert!(service.contains(exec), "the template's ExecStart= changed");
     let service = service.replace(exec, &format!("ExecStart=@{} ", spyglass().display()));
-    std::fs::write(dir.path().join("spyglass@.service"), edit(service)).unwrap();
-    std::fs::write(
-        dir.path().join("spyglass@.socket"),
-        shipped("spyglass@.socket"),
-    )
-    .unwrap();
+    std::fs::write(units.join("spyglass@.service"), edit(service)).unwrap();
+    std::fs::write(units.join("spyglass@.socket"), shipped("spyglass@.socket")).unwrap();
+    for t in STUB_TARGETS {
+        let text = format!("[Unit]\nDescription={t}.target (stub for systemd-analyze)\n");
+        std::fs::write(stubs.join(format!("{t}.target")), text).unwrap();
+    }
     dir
 }
 
-fn verify(dir: &Path) -> String {
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(dir.join("spyglass@blog.socket"))
-        .arg(dir.join("spyglass@blog.service"))
+/// `systemd-analyze ARGS` with only `dir`'s units and stubs on its unit
+/// path and a cleared environment.
+fn analyze(dir: &Path, args: &[&str]) -> std::process::Output {
+    let path = format!(
+        "{}:{}",
+        dir.join("units").display(),
+        dir.join("stubs").display()
+    );
+    Command::new("systemd-analyze")
+        .args(args)
+        .env_clear()
+        .envs([("PATH", PATH), ("LANG", "C.UTF-8")])
+        // No trailing ':': that would append the host's directories.
+        .env("SYSTEMD_UNIT_PATH", path)
         .output()
-        .expect("systemd-analyze (package systemd)");
+        .expect("systemd-analyze (package systemd)")
+}
+
+fn verify(dir: &Path) -> String {
+    let units = dir.join("units");
+    let (socket, service) = (
+        units.join("spyglass@blog.socket"),
+        units.join("spyglass@blog.service"),
+    );
+    let out = analyze(
+        dir,
+        &[
+            "verify",
+            &socket.to_string_lossy(),
+            &service.to_string_lossy(),
+        ],
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -115,7 +149,7 @@ fn templates_verify_cleanly_with_and_without_the_limits() {
             .replace("#CPUQuota=", "CPUQuota=")
             .replace("#TasksMax=", "TasksMax=")
     });
-    let service = std::fs::read_to_string(dir.path().join("spyglass@.service")).unwrap();
+    let service = std::fs::read_to_string(dir.path().join("units/spyglass@.service")).unwrap();
     for k in ["MemoryMax=", "CPUQuota=", "TasksMax="] {
         assert!(service.lines().any(|l| l.starts_with(k)), "no {k} line");
     }
@@ -129,33 +163,19 @@ fn templates_verify_cleanly_with_and_without_the_limits() {
 #[test]
 fn a_site_sandbox_rates_as_well_as_the_single_site() {
     let dir = staged(|s| s);
-    let level = |unit: &Path| -> f64 {
-        let out = Command::new("systemd-analyze")
-            .args(["security", "--offline=true"])
-            .arg(unit)
-            .output()
-            .expect("systemd-analyze");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = text
-            .lines()
-            .find(|l| l.contains("Overall exposure level"))
-            .unwrap_or_else(|| panic!("{text}"));
-        eprintln!("{line}");
-        line.split(':')
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let site = level(&dir.path().join("spyglass@blog.service"));
-    let single_dir = tempfile::tempdir().unwrap();
-    let single = shipped("spyglass.service").replace(
-        "ExecStart=/usr/bin/spyglass",
-        &format!("ExecStart={}", spyglass().display()),
+    let unit = dir.path().join("units/spyglass@blog.service");
+    let out = analyze(
+        dir.path(),
+        &["security", "--offline=true", &unit.to_string_lossy()],
     );
-    std::fs::write(single_dir.path().join("spyglass.service"), single).unwrap();
-    let single = level(&single_dir.path().join("spyglass.service"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let site: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for spyglass@blog.service:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{text}"));
+    let single = crate::units::Exposure::of(&shipped("spyglass.service")).overall;
+    eprintln!("exposure: a site {site}, the single-site unit {single}");
     assert!(site <= 2.0, "{site}");
     assert!(
         site <= single,
