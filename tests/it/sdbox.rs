@@ -1027,10 +1027,19 @@ fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
             copy_tree(&e.path(), &dst.join(e.file_name()))?;
         }
         Ok(())
+    } else if md.mode() & 0o111 != 0 {
+        // An executable is copied by `cp`, never through a descriptor of this process: a
+        // child that another test thread forks meanwhile would inherit that descriptor until
+        // its exec, and the file's exec would fail with ETXTBSY ("Text file busy").
+        let out = Command::new("cp").arg("--").arg(src).arg(dst).output()?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            return Err(io::Error::other(format!("cp {}: {why}", src.display())));
+        }
+        fs::set_permissions(dst, fs::Permissions::from_mode(0o755))
     } else {
         fs::copy(src, dst)?;
-        let mode = if md.mode() & 0o111 != 0 { 0o755 } else { 0o644 };
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode))
+        fs::set_permissions(dst, fs::Permissions::from_mode(0o644))
     }
 }
 
