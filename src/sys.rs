@@ -226,3 +226,44 @@ pub fn unread_by_peer(sock: BorrowedFd<'_>) -> io::Result<usize> {
     }
     Ok(usize::try_from(n).unwrap_or(0))
 }
+
+/// Unmap this process's copy of its executable's code (the `r-xp` mapping
+/// of the binary itself) so that only the pages it touches from now on
+/// come back. The code stays in the page cache, so they come back as
+/// minor faults; nothing else (data, relocated tables, libraries) is
+/// touched. Returns the bytes released from this process's mapping.
+pub fn release_code_pages() -> io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut released = 0;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3);
+        if perms != "r-xp" || path.map(std::path::Path::new) != Some(exe.as_path()) {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
+        // SAFETY: the range is this process's own private, read-only,
+        // executable mapping of its binary, never written (code has no
+        // relocations: it is position-independent); MADV_DONTNEED on such
+        // a file-backed private mapping drops the page-table entries, and
+        // the next access maps the same bytes again from the file. The
+        // code running now, this function included, simply faults back in.
+        let r =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        released += end - start;
+    }
+    Ok(released)
+}
