@@ -148,7 +148,7 @@ impl Failure {
             Failure::Codec(E::LineTooLong) => StatusCode::URI_TOO_LONG,
             Failure::Codec(E::HeadTooLarge) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::Codec(E::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
-            Failure::Codec(E::UnknownCoding) => StatusCode::NOT_IMPLEMENTED,
+            Failure::Codec(E::UnknownCoding | E::MethodTooLong) => StatusCode::NOT_IMPLEMENTED,
             Failure::Codec(E::UnknownVersion) => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Failure::Codec(E::Expectation) => StatusCode::EXPECTATION_FAILED,
             Failure::Timeout => StatusCode::REQUEST_TIMEOUT,

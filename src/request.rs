@@ -9,6 +9,14 @@
 //! a bare LF or CR is an error rather than a line end, and chunk lines,
 //! extensions and trailers are bounded.
 //!
+//! The request line and `Host` are held to RFC 9112 §3 and RFC 9110 §4 as
+//! a strict origin server applies them: a malformed version or target is
+//! 400, `HTTP/1.x` with a higher minor is served as 1.1 and any other
+//! `HTTP/d.d` is 505; an absolute-form target's authority is validated
+//! (no userinfo) and replaces `Host` (RFC 9112 §3.2.2), so that the handler
+//! sees one authority; a number too large to represent is malformed (400),
+//! not merely too large (413).
+//!
 //! [`parse_head`] is called again with more bytes after `Partial` (httparse
 //! keeps no state); [`ChunkedDecoder`] is push-style and keeps its own.
 
@@ -33,6 +41,11 @@ pub struct Limits {
 /// The hard ceiling on `max_headers` (the parse array lives on the stack).
 pub const MAX_HEADERS_CEILING: usize = 1000;
 
+/// The longest method accepted. The longest registered one
+/// (`UPDATEREDIRECTREF`) has 17 bytes; a longer token is refused with 501
+/// as soon as it arrives, before the request line is complete.
+pub const MAX_METHOD: usize = 32;
+
 /// Why a request cannot be served. `conn` maps each to a status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -50,6 +63,8 @@ pub enum Error {
     UnknownVersion,
     /// An expectation we cannot meet (417).
     Expectation,
+    /// A method longer than any we implement (501, RFC 9112 §3).
+    MethodTooLong,
 }
 
 /// How the request body is delimited.
@@ -96,6 +111,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
     // RFC 9112 §2.2: ignore empty lines before the request line.
     let skip = leading_empty_lines(buf)?;
     let rest = &buf[skip..];
+    if method_too_long(rest) {
+        return Err(Error::MethodTooLong);
+    }
     match rest.iter().position(|&b| b == b'\n') {
         Some(eol) if eol > limits.max_request_line => return Err(Error::LineTooLong),
         None if rest.len() > limits.max_request_line => return Err(Error::LineTooLong),
@@ -113,7 +131,25 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
     }
     let head_bytes = &rest[..end];
     check_line_ends(head_bytes)?;
+    // RFC 9110 §2.5: a message of a minor version above ours is processed
+    // as our highest minor; httparse knows only 1.0 and 1.1, so it reads a
+    // copy that says 1.1 (rare enough to allocate for).
+    let as_11: Vec<u8>;
+    let head_bytes = match higher_minor(head_bytes) {
+        Some(at) => {
+            as_11 = [&head_bytes[..at], b"1", &head_bytes[at + 1..]].concat();
+            &as_11[..]
+        }
+        None => head_bytes,
+    };
+    let head = validate(head_bytes, limits)?;
+    Ok(Parsed::Complete(head, skip + end))
+}
 
+/// Tokenise a complete head (CRLF line ends checked) with httparse and
+/// apply our rules to what it found.
+fn validate(head_bytes: &[u8], limits: &Limits) -> Result<Box<Head>, Error> {
+    let end = head_bytes.len();
     let mut storage =
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let slots = &mut storage[..limits.max_headers.clamp(1, MAX_HEADERS_CEILING)];
@@ -154,24 +190,60 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
     if version == Version::HTTP_11 && fields.hosts == 0 {
         return Err(Error::Malformed("HTTP/1.1 request without Host"));
     }
+    match uri.authority() {
+        // RFC 9112 §3.2.2: the target's authority wins over Host, which is
+        // replaced so that nothing downstream can read the other one.
+        Some(a) if uri.scheme().is_some() => {
+            let host = HeaderValue::from_str(a.as_str())
+                .map_err(|_| Error::Malformed("invalid target"))?;
+            headers.insert(header::HOST, host);
+        }
+        Some(_) => {}
+        // RFC 9110 §4.2.1, RFC 9112 §3.3: without an authority in the
+        // target, Host supplies it, and an http URI's host is never empty.
+        None if fields.empty_host => return Err(Error::Malformed("empty Host")),
+        None => {}
+    }
     let expect_continue = match fields.expect {
         None => false,
         Some(Expect::Continue) => version == Version::HTTP_11,
         Some(Expect::Other) => return Err(Error::Expectation),
     };
     let keep_alive = !fields.close && (version == Version::HTTP_11 || fields.keep_alive);
-    Ok(Parsed::Complete(
-        Box::new(Head {
-            method,
-            uri,
-            version,
-            headers,
-            framing,
-            keep_alive,
-            expect_continue,
-        }),
-        skip + end,
-    ))
+    Ok(Box::new(Head {
+        method,
+        uri,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+/// RFC 9112 §3: a method longer than any we implement is 501, known as
+/// soon as more token characters than [`MAX_METHOD`] have come.
+fn method_too_long(line: &[u8]) -> bool {
+    line.len() > MAX_METHOD && line[..=MAX_METHOD].iter().all(|&b| is_tchar(b))
+}
+
+/// `tchar` (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Where the minor digit of an `HTTP/1.x` request line with x above 1 is.
+fn higher_minor(head: &[u8]) -> Option<usize> {
+    let line_end = head.iter().position(|&b| b == b'\r')?;
+    let line = &head[..line_end];
+    match line {
+        [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor]
+            if (b'2'..=b'9').contains(minor) =>
+        {
+            Some(line_end - 1)
+        }
+        _ => None,
+    }
 }
 
 /// Bytes of empty lines (CRLF) before the request line. A bare LF there is
@@ -222,19 +294,25 @@ fn check_line_ends(head: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// httparse reports any version other than 1.0 and 1.1 the same way; an
-/// `HTTP/x.y` we do not speak is 505, anything else is malformed.
+/// httparse reports any version other than 1.0 and 1.1 the same way, and a
+/// target with a space in it as a bad version too. A request line of three
+/// parts whose version is `HTTP/d.d` (RFC 9112 §2.3) is one we do not
+/// speak (505); anything else is malformed (400): `HTTP/1`, `HTTP/01.1`,
+/// `http/1.1`, or whitespace inside the target (RFC 9112 §3.2).
 fn version_error(head: &[u8]) -> Error {
     let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
-    let line = &head[..line_end];
-    let token = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    match token {
+    let mut parts = head[..line_end].split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Error::Malformed("whitespace in request-target");
+    };
+    match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
             Error::UnknownVersion
         }
-        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => Error::UnknownVersion,
         _ => Error::Malformed("invalid HTTP version"),
     }
 }
@@ -261,11 +339,28 @@ fn parse_target(method: &Method, target: &str) -> Result<Uri, Error> {
     if !form_ok {
         return Err(Error::Malformed("request-target form not allowed here"));
     }
-    let uri = Uri::try_from(target).map_err(|_| Error::Malformed("invalid target"))?;
-    if uri.scheme().is_some() && uri.host().is_none_or(str::is_empty) {
-        return Err(Error::Malformed("absolute target without host"));
+    if method == Method::CONNECT {
+        // RFC 9112 §3.2.3: authority-form is `uri-host ":" port`.
+        match authority::split(target.as_bytes()) {
+            Some(a) if !a.host.is_empty() && a.port.is_some_and(|p| !p.is_empty()) => {}
+            _ => return Err(Error::Malformed("invalid authority-form target")),
+        }
+    } else if let Some((_, rest)) = target.split_once("://") {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let auth = &rest.as_bytes()[..end];
+        if auth.contains(&b'@') {
+            // RFC 9110 §4.2.4: userinfo is deprecated in http(s) URIs, and
+            // a recipient should treat it as an error.
+            return Err(Error::Malformed("userinfo in target"));
+        }
+        match authority::split(auth) {
+            // RFC 9110 §4.2.1: an http URI with an empty host is invalid.
+            Some(a) if !a.host.is_empty() => {}
+            Some(_) => return Err(Error::Malformed("absolute target without host")),
+            None => return Err(Error::Malformed("invalid authority in target")),
+        }
     }
-    Ok(uri)
+    Uri::try_from(target).map_err(|_| Error::Malformed("invalid target"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -282,6 +377,8 @@ struct Fields {
     codings: Vec<Box<str>>,
     transfer_encoding: bool,
     hosts: u32,
+    /// `Host` names no host (an empty value, or only a port).
+    empty_host: bool,
     close: bool,
     keep_alive: bool,
     expect: Option<Expect>,
@@ -315,8 +412,10 @@ impl Fields {
             if self.hosts > 1 {
                 return Err(Error::Malformed("more than one Host"));
             }
-            if !valid_host(value) {
-                return Err(Error::Malformed("invalid Host"));
+            // RFC 9112 §3.2: an invalid Host value is 400.
+            match authority::split(value) {
+                Some(a) => self.empty_host = a.host.is_empty(),
+                None => return Err(Error::Malformed("invalid Host")),
             }
         } else if name == header::CONNECTION {
             for item in list_items(value) {
@@ -381,7 +480,9 @@ fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|s| !s.is_empty())
 }
 
-/// `1*DIGIT`, nothing else: no sign, no hex, no spaces inside.
+/// `1*DIGIT`, nothing else: no sign, no hex, no spaces inside. A value
+/// beyond 64 bits cannot be the length of anything: malformed (400), not
+/// too large (413).
 fn parse_length(s: &[u8]) -> Result<u64, Error> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return Err(Error::Malformed("Content-Length is not a number"));
@@ -389,59 +490,8 @@ fn parse_length(s: &[u8]) -> Result<u64, Error> {
     s.iter().try_fold(0u64, |n, &d| {
         n.checked_mul(10)
             .and_then(|n| n.checked_add(u64::from(d - b'0')))
-            .ok_or(Error::BodyTooLarge)
+            .ok_or(Error::Malformed("Content-Length overflows"))
     })
-}
-
-/// `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty.
-fn valid_host(v: &[u8]) -> bool {
-    let (host, port) = if v.first() == Some(&b'[') {
-        let Some(close) = v.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let inside = &v[1..close];
-        if inside.is_empty()
-            || !inside
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
-        {
-            return false;
-        }
-        (&v[..=close], &v[close + 1..])
-    } else {
-        match v.iter().rposition(|&b| b == b':') {
-            Some(i) => (&v[..i], &v[i..]),
-            None => (v, &v[v.len()..]),
-        }
-    };
-    let host_ok = host.first() == Some(&b'[')
-        || host.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        });
-    let port_ok = match port {
-        [] => true,
-        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    host_ok && port_ok
 }
 
 /// Decodes a chunked body as bytes arrive, handing the data on and
@@ -549,11 +599,12 @@ impl ChunkedDecoder {
     fn step(&mut self, b: u8) -> Result<Chunk, Error> {
         use Chunk::*;
         const BAD: Error = Error::Malformed("invalid chunked encoding");
-        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        let tchar = is_tchar;
         Ok(match (self.state, b) {
             (SizeStart | Size, b) if b.is_ascii_hexdigit() => {
                 if self.size >> 60 != 0 {
-                    return Err(Error::BodyTooLarge);
+                    // Beyond 64 bits: a malformed size, not a large one.
+                    return Err(Error::Malformed("chunk size overflows"));
                 }
                 self.size = self.size << 4 | u64::from(hex_value(b));
                 Size
@@ -635,5 +686,6 @@ fn hex_value(b: u8) -> u8 {
     }
 }
 
+mod authority;
 #[cfg(test)]
 mod tests;

@@ -136,6 +136,31 @@ fn cgi_environment_follows_rfc3875() {
     assert!(!v.contains_key("HTTP_TRANSFER_ENCODING"), "{v:#?}");
 }
 
+/// RFC 9112 §3.2.2: with an absolute-form target, the script is told the
+/// target's authority, in `HTTP_HOST` as in `SERVER_NAME`, never the `Host`
+/// the client also sent; RFC 9110 §2.5: `HTTP/1.2` is served as 1.1.
+#[test]
+fn cgi_sees_the_absolute_target_authority_and_protocol_1_1() {
+    let r = running_cgi(&[("env.sh", ENV_SH)], &[]);
+    let v = env_of(&request(
+        r.addr,
+        "GET http://example.test:81/cgi-bin/env.sh HTTP/1.2\r\nHost: other.test\r\n\
+         Connection: close\r\n\r\n",
+    ));
+    assert_eq!(
+        v.get("HTTP_HOST").map(String::as_str),
+        Some("example.test:81")
+    );
+    assert_eq!(
+        v.get("SERVER_NAME").map(String::as_str),
+        Some("example.test")
+    );
+    assert_eq!(
+        v.get("SERVER_PROTOCOL").map(String::as_str),
+        Some("HTTP/1.1")
+    );
+}
+
 #[test]
 fn cgi_passes_authorization_only_when_told() {
     let r = running_cgi(&[("env.sh", ENV_SH)], &["--cgi-pass-authorization"]);

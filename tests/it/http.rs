@@ -54,8 +54,22 @@ fn each_error_status_code() {
         ("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n".to_string() + &"x".repeat(101) + "\r\n0\r\n\r\n", 413),
         ("POST /echo HTTP/1.1\r\nHost: a\r\nExpect: something\r\nContent-Length: 1\r\n\r\nx".into(), 417),
         ("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".into(), 501),
-        ("GET / HTTP/1.2\r\nHost: a\r\n\r\n".into(), 505),
         ("GET / HTTP/2.0\r\nHost: a\r\n\r\n".into(), 505),
+        ("GET / HTTP/3.0\r\nHost: a\r\n\r\n".into(), 505),
+        // The strict request-line and Host rules (src/request/tests.rs
+        // strict_origin_server has each with its RFC section).
+        ("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("GET / HTTP/1.10\r\nHost: a\r\n\r\n".into(), 400),
+        ("GET / HTTP/01.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("GET / http/1.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("GET / HTTP/1\r\nHost: a\r\n\r\n".into(), 400),
+        ("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n".into(), 400),
+        ("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n".into(), 400),
+        (format!("{} / HTTP/1.1\r\nHost: a\r\n\r\n", "A".repeat(64)), 501),
+        ("GET http://a:bad/ HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("GET / HTTP/1.1\r\nHost:\r\n\r\n".into(), 400),
         ("GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".into(), 404),
         ("GET /panic HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".into(), 500),
     ];
@@ -69,6 +83,28 @@ fn each_error_status_code() {
             );
         }
     }
+}
+
+/// RFC 9110 §2.5: a 1.x request with a higher minor version is served as
+/// HTTP/1.1: a 1.1 response, and the connection persists as in 1.1.
+#[test]
+fn a_higher_minor_version_is_served_as_1_1() {
+    let (_p, addr) = app(&[]);
+    let mut c = Client::connect(addr);
+    c.send(
+        b"POST /echo HTTP/1.2\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    );
+    let r = c.response().expect("a response");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(r.header("connection"), None, "kept open, as 1.1");
+    c.send(b"GET / HTTP/1.9\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response().map(|r| r.status), Some(200));
+    assert!(c.closed());
+    let out = exchange(
+        addr,
+        b"GET / HTTP/1.2\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
 }
 
 #[test]
