@@ -281,31 +281,11 @@ impl Output {
                     None => return Ok(Flush::Blocked),
                 }
             }
-            if let Some(Part::File { file, offset, len }) = self.parts.front() {
-                let mut off = i64::try_from(offset + self.part_off).map_err(io::Error::other)?;
-                let count = usize::try_from(len - self.part_off)
-                    .unwrap_or(usize::MAX)
-                    .min(1 << 30);
-                let n =
-                    match nix::sys::sendfile::sendfile(sock, file.as_fd(), Some(&mut off), count) {
-                        Ok(n) => n,
-                        Err(Errno::EAGAIN) => return Ok(Flush::Blocked),
-                        Err(Errno::EINTR) => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    ));
+            if matches!(self.parts.front(), Some(Part::File { .. })) {
+                match self.send_file_part(sock)? {
+                    true => continue,
+                    false => return Ok(Flush::Blocked),
                 }
-                self.part_off += n as u64;
-                self.body_sent += n as u64;
-                if self.part_off == *len {
-                    self.parts.pop_front();
-                    self.part_off = 0;
-                }
-                continue;
             }
             let Some(stream) = &mut self.stream else {
                 self.buf.clear();
@@ -316,47 +296,91 @@ impl Output {
                 self.stream = None;
                 continue;
             }
-            self.buf.clear();
-            self.pos = 0;
-            let want = stream
-                .left
-                .map_or(STREAM_PIECE, |l| l.min(STREAM_PIECE as u64) as usize);
-            let mut piece = [0u8; STREAM_PIECE];
-            match stream.src.read(&mut piece[..want]) {
-                Ok(0) => {
-                    if stream.left.is_some_and(|l| l > 0) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "body shorter than its length",
-                        ));
-                    }
-                    if stream.chunked {
-                        self.buf.extend_from_slice(LAST_CHUNK);
-                    }
-                    stream.done = true;
-                }
-                Ok(n) => {
-                    let n = n.min(want);
-                    if stream.chunked {
-                        chunk_start(n, &mut self.buf);
-                        self.buf.extend_from_slice(&piece[..n]);
-                        self.buf.extend_from_slice(b"\r\n");
-                    } else {
-                        self.buf.extend_from_slice(&piece[..n]);
-                    }
-                    self.body_sent += n as u64;
-                    if let Some(l) = &mut stream.left {
-                        *l -= n as u64;
-                        stream.done = *l == 0;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && stream.src.fd().is_some() => {
-                    return Ok(Flush::WaitSource);
-                }
-                Err(e) => return Err(e),
+            if let Some(wait) = self.fill_from_stream()? {
+                return Ok(wait);
             }
         }
+    }
+
+    /// One sendfile of the front part, a file region; false when the
+    /// socket is full.
+    fn send_file_part(&mut self, sock: BorrowedFd<'_>) -> io::Result<bool> {
+        let Some(Part::File { file, offset, len }) = self.parts.front() else {
+            return Ok(true);
+        };
+        let mut off = i64::try_from(offset + self.part_off).map_err(io::Error::other)?;
+        let count = usize::try_from(len - self.part_off)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        let n = match nix::sys::sendfile::sendfile(sock, file.as_fd(), Some(&mut off), count) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN) => return Ok(false),
+            Err(Errno::EINTR) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        self.part_off += n as u64;
+        self.body_sent += n as u64;
+        if self.part_off == *len {
+            self.parts.pop_front();
+            self.part_off = 0;
+        }
+        Ok(true)
+    }
+
+    /// Refill the (sent, hence empty) buffer with the stream's next piece,
+    /// framed as a chunk when chunked, or the last chunk at its end.
+    /// `Some(WaitSource)` when the stream has nothing now.
+    fn fill_from_stream(&mut self) -> io::Result<Option<Flush>> {
+        let Some(stream) = &mut self.stream else {
+            return Ok(None);
+        };
+        self.buf.clear();
+        self.pos = 0;
+        let want = stream
+            .left
+            .map_or(STREAM_PIECE, |l| l.min(STREAM_PIECE as u64) as usize);
+        let mut piece = [0u8; STREAM_PIECE];
+        match stream.src.read(&mut piece[..want]) {
+            Ok(0) => {
+                if stream.left.is_some_and(|l| l > 0) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "body shorter than its length",
+                    ));
+                }
+                if stream.chunked {
+                    self.buf.extend_from_slice(LAST_CHUNK);
+                }
+                stream.done = true;
+            }
+            Ok(n) => {
+                let n = n.min(want);
+                if stream.chunked {
+                    chunk_start(n, &mut self.buf);
+                    self.buf.extend_from_slice(&piece[..n]);
+                    self.buf.extend_from_slice(b"\r\n");
+                } else {
+                    self.buf.extend_from_slice(&piece[..n]);
+                }
+                self.body_sent += n as u64;
+                if let Some(l) = &mut stream.left {
+                    *l -= n as u64;
+                    stream.done = *l == 0;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && stream.src.fd().is_some() => {
+                return Ok(Some(Flush::WaitSource));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(None)
     }
 
     /// One write of the buffer and leading byte parts: a writev, or a send

@@ -220,35 +220,69 @@ impl StaticFiles {
     /// A regular file (or its precompressed sibling), subject to the
     /// request's preconditions and range.
     fn send_file(&self, req: &Request, file: File, meta: &Metadata, rel: &str) -> Response {
-        let headers = req.headers();
-        let content_type = content_type(rel);
-        let (file, meta, coding, vary) = match headers.contains_key(header::ACCEPT_ENCODING) {
-            false => (file, Cow::Borrowed(meta), None, false),
-            true => match self.negotiate(req, rel) {
-                (Some((f, m, c)), _) => (f, Cow::Owned(m), Some(c), true),
-                (None, vary) => (file, Cow::Borrowed(meta), None, vary),
-            },
-        };
-        let len = meta.len();
+        let chosen = self.representation(req, file, meta, rel);
+        let len = chosen.meta.len();
         let v = Validators::new(
-            meta.ino(),
+            chosen.meta.ino(),
             len,
-            meta.mtime(),
-            meta.mtime_nsec(),
-            coding.map(Coding::token),
+            chosen.meta.mtime(),
+            chosen.meta.mtime_nsec(),
+            chosen.coding.map(Coding::token),
         );
-        let verdict = conditional::evaluate(headers, &v);
-        let ranges = match headers.get(header::RANGE) {
-            Some(value)
-                if verdict == Verdict::Proceed
-                    && req.method() == Method::GET
-                    && headers.get_all(header::RANGE).iter().count() == 1
-                    && conditional::if_range_allows(headers, &v) =>
-            {
-                range::parse(value.as_bytes(), len)
-            }
+        let verdict = conditional::evaluate(req.headers(), &v);
+        let ranges = match verdict {
+            Verdict::Proceed => requested_ranges(req, &v, len),
             _ => Ranges::Ignore,
         };
+        let mut res = self.with_validators(v, chosen.vary);
+        match verdict {
+            Verdict::NotModified => {
+                *res.status_mut() = StatusCode::NOT_MODIFIED;
+                res
+            }
+            Verdict::PreconditionFailed => with_error(res, StatusCode::PRECONDITION_FAILED),
+            Verdict::Proceed => with_content(
+                res,
+                Rc::new(chosen.file),
+                ranges,
+                len,
+                content_type(rel),
+                chosen.coding,
+            ),
+        }
+    }
+
+    /// `file` itself, or the precompressed sibling the client prefers.
+    fn representation<'m>(
+        &self,
+        req: &Request,
+        file: File,
+        meta: &'m Metadata,
+        rel: &str,
+    ) -> Chosen<'m> {
+        let itself = |file, vary| Chosen {
+            file,
+            meta: Cow::Borrowed(meta),
+            coding: None,
+            vary,
+        };
+        if !req.headers().contains_key(header::ACCEPT_ENCODING) {
+            return itself(file, false);
+        }
+        match self.negotiate(req, rel) {
+            (Some((file, meta, coding)), _) => Chosen {
+                file,
+                meta: Cow::Owned(meta),
+                coding: Some(coding),
+                vary: true,
+            },
+            (None, vary) => itself(file, vary),
+        }
+    }
+
+    /// An empty response with the validators and the headers every answer
+    /// about this file carries, 304 included.
+    fn with_validators(&self, v: Validators, vary: bool) -> Response {
         let mut res = Response::new(Body::empty());
         let h = res.headers_mut();
         h.insert(header::ETAG, v.etag);
@@ -261,52 +295,6 @@ impl StaticFiles {
         if vary {
             h.insert(header::VARY, ACCEPT_ENCODING);
         }
-        match verdict {
-            Verdict::NotModified => {
-                *res.status_mut() = StatusCode::NOT_MODIFIED;
-                return res;
-            }
-            Verdict::PreconditionFailed => return with_error(res, StatusCode::PRECONDITION_FAILED),
-            Verdict::Proceed => {}
-        }
-        let file = Rc::new(file);
-        let (status, body, content_type) = match ranges {
-            Ranges::Unsatisfiable => {
-                res.headers_mut()
-                    .insert(header::CONTENT_RANGE, range::unsatisfied_range(len));
-                return with_error(res, StatusCode::RANGE_NOT_SATISFIABLE);
-            }
-            Ranges::Ignore => (
-                StatusCode::OK,
-                Body::file_region(file, 0, len),
-                content_type,
-            ),
-            Ranges::One(span) => {
-                h_insert(
-                    &mut res,
-                    header::CONTENT_RANGE,
-                    range::content_range(span, len),
-                );
-                let body = Body::file_region(file, span.start, span.len());
-                (StatusCode::PARTIAL_CONTENT, body, content_type)
-            }
-            Ranges::Many(spans) => {
-                let (body, ct) = range::multipart(&file, &spans, len, &content_type);
-                (StatusCode::PARTIAL_CONTENT, body, ct)
-            }
-        };
-        *res.status_mut() = status;
-        *res.body_mut() = body;
-        let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, content_type);
-        if let Some(c) = coding {
-            h.insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(c.token()),
-            );
-        }
-        h.insert(header::ACCEPT_RANGES, BYTES);
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
         res
     }
 
@@ -359,6 +347,85 @@ impl StaticFiles {
             Err(_) => None,
         }
     }
+}
+
+/// The file chosen to answer with.
+struct Chosen<'m> {
+    file: File,
+    meta: Cow<'m, Metadata>,
+    /// The sibling's content coding, when a sibling was chosen.
+    coding: Option<Coding>,
+    /// The answer depends on `Accept-Encoding` (a sibling exists).
+    vary: bool,
+}
+
+/// What a GET's `Range` asks of `len` bytes: honoured only for a single
+/// `Range` field that `If-Range` does not void (RFC 9110 §14.2, §13.1.5).
+fn requested_ranges(req: &Request, v: &Validators, len: u64) -> Ranges {
+    let headers = req.headers();
+    match headers.get(header::RANGE) {
+        Some(value)
+            if req.method() == Method::GET
+                && headers.get_all(header::RANGE).iter().count() == 1
+                && conditional::if_range_allows(headers, v) =>
+        {
+            range::parse(value.as_bytes(), len)
+        }
+        _ => Ranges::Ignore,
+    }
+}
+
+/// `res` with the file's content: all of it (200), one range (206 with
+/// `Content-Range`), several (206 `multipart/byteranges`), or 416.
+fn with_content(
+    mut res: Response,
+    file: Rc<File>,
+    ranges: Ranges,
+    len: u64,
+    content_type: HeaderValue,
+    coding: Option<Coding>,
+) -> Response {
+    let (status, body, content_type) = match ranges {
+        Ranges::Unsatisfiable => {
+            h_insert(
+                &mut res,
+                header::CONTENT_RANGE,
+                range::unsatisfied_range(len),
+            );
+            return with_error(res, StatusCode::RANGE_NOT_SATISFIABLE);
+        }
+        Ranges::Ignore => (
+            StatusCode::OK,
+            Body::file_region(file, 0, len),
+            content_type,
+        ),
+        Ranges::One(span) => {
+            h_insert(
+                &mut res,
+                header::CONTENT_RANGE,
+                range::content_range(span, len),
+            );
+            let body = Body::file_region(file, span.start, span.len());
+            (StatusCode::PARTIAL_CONTENT, body, content_type)
+        }
+        Ranges::Many(spans) => {
+            let (body, ct) = range::multipart(&file, &spans, len, &content_type);
+            (StatusCode::PARTIAL_CONTENT, body, ct)
+        }
+    };
+    *res.status_mut() = status;
+    *res.body_mut() = body;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    if let Some(c) = coding {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(c.token()),
+        );
+    }
+    h.insert(header::ACCEPT_RANGES, BYTES);
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    res
 }
 
 /// The answer to a failed open, logged as it deserves.

@@ -69,23 +69,10 @@ fn segments(path: &str) -> Option<Vec<Segment>> {
 /// absolute directory), mounted at the URL `prefix` (its segments).
 pub fn resolve(dir: &Path, prefix: &[String], path: &str) -> Result<Target, StatusCode> {
     let segs = segments(path).ok_or(StatusCode::NOT_FOUND)?;
-    let mounted = segs.len() >= prefix.len()
-        && prefix
-            .iter()
-            .zip(&segs)
-            .all(|(p, s)| p.as_bytes() == s.decoded);
-    if !mounted {
+    if !mounted(prefix, &segs) {
         return Err(StatusCode::NOT_FOUND);
     }
-    let root = open(
-        dir,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| {
-        tracing::error!(dir = %dir.display(), error = %e, "cannot open the CGI directory");
-        StatusCode::INTERNAL_SERVER_ERROR
-    })?;
+    let root = open_dir(dir)?;
     let mut rel = PathBuf::new();
     let mut walk = Walk::Beneath;
     let mut cur: Option<OwnedFd> = None;
@@ -95,46 +82,69 @@ pub fn resolve(dir: &Path, prefix: &[String], path: &str) -> Result<Target, Stat
         }
         let name = OsStr::from_bytes(&seg.decoded);
         rel.push(name);
-        let fd = match walk.open(&root, cur.as_ref(), &rel, name) {
-            Ok(fd) => fd,
-            Err(Errno::ENOSYS) if walk == Walk::Beneath => {
-                walk = Walk::NoSymlinks;
-                walk.open(&root, cur.as_ref(), &rel, name).map_err(miss)?
-            }
-            Err(e) => return Err(miss(e)),
-        };
+        let fd = walk.open_falling_back(&root, cur.as_ref(), &rel, name)?;
         let st = fstat(&fd).map_err(miss)?;
         match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFDIR => {
-                cur = Some(fd);
-                continue;
-            }
-            SFlag::S_IFREG => {}
+            SFlag::S_IFDIR => cur = Some(fd),
+            SFlag::S_IFREG => return script(dir, &rel, &fd, &segs[..=k], &path[seg.end..]),
             _ => return Err(StatusCode::FORBIDDEN),
         }
-        let file = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .ok()
-            .filter(|p| p.is_absolute())
-            .unwrap_or_else(|| dir.join(&rel));
-        match access(&file, AccessFlags::X_OK) {
-            Ok(()) => {}
-            Err(Errno::EACCES) => return Err(StatusCode::FORBIDDEN),
-            Err(e) => return Err(miss(e)),
-        }
-        let mut script_name = String::new();
-        for s in &segs[..=k] {
-            script_name.push('/');
-            script_name.push_str(&String::from_utf8_lossy(&s.decoded));
-        }
-        let path_info = percent_encoding::percent_decode_str(&path[seg.end..]).collect();
-        return Ok(Target {
-            file,
-            script_name,
-            path_info,
-        });
     }
     // Only directories (or the mount itself): nothing to run.
     Err(StatusCode::NOT_FOUND)
+}
+
+/// The path's first segments are the prefix's.
+fn mounted(prefix: &[String], segs: &[Segment]) -> bool {
+    segs.len() >= prefix.len()
+        && prefix
+            .iter()
+            .zip(segs)
+            .all(|(p, s)| p.as_bytes() == s.decoded)
+}
+
+/// The mount's directory, for lookups beneath it.
+fn open_dir(dir: &Path) -> Result<OwnedFd, StatusCode> {
+    open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        tracing::error!(dir = %dir.display(), error = %e, "cannot open the CGI directory");
+        StatusCode::INTERNAL_SERVER_ERROR
+    })
+}
+
+/// The target for the regular file `fd`, found at `rel` under `dir` by the
+/// segments `upto` (the prefix's included); `rest` is the raw path after
+/// them. The script must be executable (403 otherwise).
+fn script(
+    dir: &Path,
+    rel: &Path,
+    fd: &OwnedFd,
+    upto: &[Segment],
+    rest: &str,
+) -> Result<Target, StatusCode> {
+    let file = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| dir.join(rel));
+    match access(&file, AccessFlags::X_OK) {
+        Ok(()) => {}
+        Err(Errno::EACCES) => return Err(StatusCode::FORBIDDEN),
+        Err(e) => return Err(miss(e)),
+    }
+    let mut script_name = String::new();
+    for s in upto {
+        script_name.push('/');
+        script_name.push_str(&String::from_utf8_lossy(&s.decoded));
+    }
+    Ok(Target {
+        file,
+        script_name,
+        path_info: percent_encoding::percent_decode_str(rest).collect(),
+    })
 }
 
 /// How the walk opens the next segment.
@@ -148,6 +158,25 @@ enum Walk {
 }
 
 impl Walk {
+    /// Open the next segment; where the kernel has no openat2, switch to
+    /// the segment-by-segment walk for this and every later lookup.
+    fn open_falling_back(
+        &mut self,
+        root: &OwnedFd,
+        cur: Option<&OwnedFd>,
+        rel: &Path,
+        name: &OsStr,
+    ) -> Result<OwnedFd, StatusCode> {
+        match self.open(root, cur, rel, name) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::ENOSYS) if *self == Walk::Beneath => {
+                *self = Walk::NoSymlinks;
+                self.open(root, cur, rel, name).map_err(miss)
+            }
+            Err(e) => Err(miss(e)),
+        }
+    }
+
     fn open(
         self,
         root: &OwnedFd,
