@@ -38,6 +38,8 @@ mod conn;
 pub mod control;
 pub mod ctl;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handler;
 pub mod host;
 pub mod listeners;

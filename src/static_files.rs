@@ -27,11 +27,11 @@
 //! belong to the engine), and answers HEAD exactly as GET: the engine
 //! drops the body.
 
-mod conditional;
-mod encoding;
+pub(crate) mod conditional;
+pub(crate) mod encoding;
 mod listing;
-mod path;
-mod range;
+pub(crate) mod path;
+pub(crate) mod range;
 mod root;
 
 use std::borrow::Cow;

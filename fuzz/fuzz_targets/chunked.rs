@@ -18,7 +18,9 @@ fuzz_target!(|input: &[u8]| {
         if bytewise.is_done() {
             break;
         }
-        match bytewise.decode(std::slice::from_ref(b), &mut |d| out_bytes.extend_from_slice(d)) {
+        match bytewise.decode(std::slice::from_ref(b), &mut |d| {
+            out_bytes.extend_from_slice(d)
+        }) {
             Ok(n) => used += n,
             Err(e) => {
                 r_bytes = Err(e);

@@ -1,9 +1,15 @@
-//! Fuzz the request-head parser: it must never panic, never claim more
-//! bytes than it was given, and agree with itself on every prefix.
+//! Fuzz the request-head parser. Properties, for any bytes:
+//! - it never panics, and never claims more bytes than it was given;
+//! - a complete head is `Partial` one byte short, and the same head with
+//!   more bytes after it (the next request) parses to the same length;
+//! - what it accepts obeys the rules it enforces: HTTP/1.0 or 1.1, one
+//!   `Host` in 1.1, an absolute-form target's authority as the `Host`, no
+//!   body length above the limit, never `Content-Length` with chunked.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spyglass::request::{Limits, Parsed, parse_head};
+use spyglass::http::{Version, header};
+use spyglass::request::{Framing, Limits, Parsed, parse_head};
 
 const LIMITS: Limits = Limits {
     max_request_line: 256,
@@ -13,8 +19,41 @@ const LIMITS: Limits = Limits {
 };
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Parsed::Complete(_, n)) = parse_head(data, &LIMITS) {
-        assert!(n <= data.len());
-        assert!(matches!(parse_head(&data[..n - 1], &LIMITS), Ok(Parsed::Partial)));
+    let Ok(Parsed::Complete(head, n)) = parse_head(data, &LIMITS) else {
+        return;
+    };
+    assert!(n <= data.len());
+    assert!(matches!(
+        parse_head(&data[..n - 1], &LIMITS),
+        Ok(Parsed::Partial)
+    ));
+    let mut more = data[..n].to_vec();
+    more.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    match parse_head(&more, &LIMITS) {
+        Ok(Parsed::Complete(_, m)) => assert_eq!(m, n),
+        other => panic!("with bytes after it: {other:?}"),
+    }
+
+    assert!(head.version == Version::HTTP_10 || head.version == Version::HTTP_11);
+    let hosts = head.headers.get_all(header::HOST).iter().count();
+    if head.version == Version::HTTP_11 {
+        assert_eq!(hosts, 1);
+    }
+    if head.uri.scheme().is_some() {
+        let authority = head
+            .uri
+            .authority()
+            .expect("absolute-form has an authority");
+        assert!(!authority.host().is_empty());
+        assert!(!authority.as_str().contains('@'), "userinfo accepted");
+        assert_eq!(head.headers[header::HOST], authority.as_str());
+    }
+    match head.framing {
+        Framing::Length(len) => assert!(len > 0 && len <= LIMITS.max_body),
+        Framing::Chunked => {
+            assert_eq!(head.version, Version::HTTP_11);
+            assert!(!head.headers.contains_key(header::CONTENT_LENGTH));
+        }
+        Framing::None => assert!(!head.headers.contains_key(header::TRANSFER_ENCODING)),
     }
 });

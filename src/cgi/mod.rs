@@ -22,8 +22,8 @@
 //! and a timeout that kills the scripts' children too.
 
 mod env;
-mod map;
-mod output;
+pub(crate) mod map;
+pub(crate) mod output;
 mod script;
 
 use std::io;

@@ -5,12 +5,16 @@
 //! Lenient where scripts commonly are (LF or CRLF line ends, any case in
 //! field names, folded lines), strict where a mistake would reach the
 //! client: a field that is not a valid HTTP field is an error (502), as is
-//! a block without `Content-Type`, `Location` or `Status`.
+//! a block without `Content-Type`, `Location` or `Status`. Fields that
+//! frame or route the response to the client (`Transfer-Encoding`,
+//! `Connection`, ...: the engine's) are dropped here.
 
 use std::fmt;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
+
+use crate::response::ENGINE_OWNED;
 
 /// The largest header block a script may print.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -181,6 +185,11 @@ fn parse_block(block: &[u8]) -> Result<Head, HeadError> {
                     .then(|| v.parse().ok())
                     .flatten()
             });
+        } else if ENGINE_OWNED.contains(&name) {
+            // RFC 3875 §6.3: fields about the connection to the client are
+            // the server's; the writer would drop them too, but a parsed
+            // head should not carry what will never be sent.
+            continue;
         } else {
             head.headers.append(name, value);
         }
@@ -319,6 +328,9 @@ mod tests {
              &[("location", "https://example.com/x")], None),
             (b"Status: 301\nLocation: /moved\n\n", 301, &[("location", "/moved")], None),
             (b"Location: //evil.example/\n\n", 302, &[("location", "//evil.example/")], None),
+            (b"Content-Type: a/b\nTransfer-Encoding: chunked\nConnection: close\nKeep-Alive: 5\n\
+               Upgrade: h2c\nTE: trailers\nTrailer: X\nDate: now\nX: 1\n\n", 200,
+             &[("content-type", "a/b"), ("x", "1")], None),
         ];
         for (input, status, headers, len) in table {
             let want: Vec<_> = headers.iter().map(|(n, v)| h(n, v)).collect();

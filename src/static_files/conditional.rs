@@ -59,7 +59,7 @@ pub fn http_date(secs: i64) -> Option<HeaderValue> {
 }
 
 /// A parsed HTTP date as seconds since the epoch.
-fn parse_date(v: &HeaderValue) -> Option<i64> {
+pub fn parse_date(v: &HeaderValue) -> Option<i64> {
     let t = httpdate::parse_http_date(v.to_str().ok()?).ok()?;
     let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(secs).ok()
@@ -147,8 +147,13 @@ fn list_matches(headers: &HeaderMap, name: header::HeaderName, ours: &[u8], cmp:
 pub enum Tag<'a> {
     /// `*`.
     Any,
-    /// `W/"..."` or `"..."`; `opaque` includes the quotes.
-    Entity { weak: bool, opaque: &'a [u8] },
+    /// `W/"..."` or `"..."`.
+    Entity {
+        /// Marked `W/`.
+        weak: bool,
+        /// The opaque-tag, quotes included.
+        opaque: &'a [u8],
+    },
 }
 
 /// The members of `#( "*" / entity-tag )`; `Some(None)` for a malformed

@@ -17,11 +17,16 @@ use crate::handler::{Body, Part};
 /// An inclusive byte range of the representation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
+    /// The first byte's offset.
     pub start: u64,
+    /// The last byte's offset (not one past it).
     pub end: u64,
 }
 
 impl Span {
+    /// How many bytes the span covers.
+    // An inclusive span is never empty, so an `is_empty` would say nothing.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.end - self.start + 1
     }
