@@ -180,6 +180,17 @@ fn strict_origin_server() {
         // ... but it must still be present and valid (RFC 9112 §3.2).
         b"GET http://a/ HTTP/1.1\r\nHost: a b\r\n\r\n" => BAD;
         b"GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n" => BAD;
+        // RFC 9112 §5.1: no whitespace between field name and colon;
+        // RFC 9110 §5.1, §5.6.2: a field name is a token.
+        b"GET / HTTP/1.1\r\nHost: a\r\nX : 1\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX\x01: 1\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: 1\r\n\r\n" => BAD;
+        // RFC 9110 §5.5: field values are VCHAR, obs-text, SP and HTAB; a
+        // CTL (NUL, CR and LF above all) is refused.
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x1bb\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\tb \r\n\r\n" => Done(Framing::None, true);
     }
 }
 
