@@ -190,20 +190,7 @@ fn validate(head_bytes: &[u8], limits: &Limits) -> Result<Box<Head>, Error> {
     if version == Version::HTTP_11 && fields.hosts == 0 {
         return Err(Error::Malformed("HTTP/1.1 request without Host"));
     }
-    match uri.authority() {
-        // RFC 9112 §3.2.2: the target's authority wins over Host, which is
-        // replaced so that nothing downstream can read the other one.
-        Some(a) if uri.scheme().is_some() => {
-            let host = HeaderValue::from_str(a.as_str())
-                .map_err(|_| Error::Malformed("invalid target"))?;
-            headers.insert(header::HOST, host);
-        }
-        Some(_) => {}
-        // RFC 9110 §4.2.1, RFC 9112 §3.3: without an authority in the
-        // target, Host supplies it, and an http URI's host is never empty.
-        None if fields.empty_host => return Err(Error::Malformed("empty Host")),
-        None => {}
-    }
+    settle_host(&uri, &mut headers, fields.empty_host)?;
     let expect_continue = match fields.expect {
         None => false,
         Some(Expect::Continue) => version == Version::HTTP_11,
@@ -219,6 +206,24 @@ fn validate(head_bytes: &[u8], limits: &Limits) -> Result<Box<Head>, Error> {
         keep_alive,
         expect_continue,
     }))
+}
+
+/// Make `Host` name the request's one authority. RFC 9112 §3.2.2: an
+/// absolute-form target's authority wins over `Host`, which is replaced
+/// (or added) so that nothing downstream can read another. RFC 9110
+/// §4.2.1, RFC 9112 §3.3: without an authority in the target, `Host`
+/// supplies it, and an http URI's host is never empty.
+fn settle_host(uri: &Uri, headers: &mut HeaderMap, empty_host: bool) -> Result<(), Error> {
+    match uri.authority() {
+        Some(a) if uri.scheme().is_some() => {
+            let host = HeaderValue::from_str(a.as_str())
+                .map_err(|_| Error::Malformed("invalid target"))?;
+            headers.insert(header::HOST, host);
+            Ok(())
+        }
+        None if empty_host => Err(Error::Malformed("empty Host")),
+        _ => Ok(()),
+    }
 }
 
 /// RFC 9112 §3: a method longer than any we implement is 501, known as
