@@ -18,9 +18,8 @@ fuzz_target!(|data: &[u8]| {
     for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto"] {
         headers.append(name, value.clone());
     }
-    let conn = |peer: &str| {
-        ConnInfo::new(Peer::Tcp(peer.parse().unwrap()), Some(80), Arc::from("web"))
-    };
+    let conn =
+        |peer: &str| ConnInfo::new(Peer::Tcp(peer.parse().unwrap()), Some(80), Arc::from("web"));
     for kind in [ProxyHeaders::XForwarded, ProxyHeaders::Forwarded] {
         let trust = Trust {
             proxies: vec!["10.0.0.0/8".parse().unwrap(), "unix".parse().unwrap()],
