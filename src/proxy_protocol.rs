@@ -140,6 +140,11 @@ fn v1(buf: &[u8]) -> Result<Parsed, Error> {
     if window[lf - 1] != b'\r' {
         return Err(Error::V1("line not ended by CRLF"));
     }
+    // As before the LF came: a CR only right before it, also where the
+    // rest of the line is ignored (UNKNOWN).
+    if window[..lf - 1].contains(&b'\r') {
+        return Err(Error::V1("CR without LF"));
+    }
     let line = &window[V1_PREFIX.len()..lf - 1];
     let consumed = lf + 1;
     let mut fields = line.split(|&b| b == b' ');

@@ -114,6 +114,12 @@ fn version_1_table() {
         Ok(Parsed::Partial)
     );
     bad(b"PROXY TCP4 1.2\r3.4 1.2.3.5 1 2", v1("CR without LF"));
+    // Found by fuzz/proxy_header: a CR inside the line is refused once its
+    // LF has come too (after UNKNOWN the line was accepted whole while
+    // every prefix of it was refused).
+    bad(b"PROXY UNKNOWN UNKNOWN\r\r\n", v1("CR without LF"));
+    bad(b"PROXY UNKNOWN a\rb\r\n", v1("CR without LF"));
+    bad(b"PROXY TCP4 1.2\r3.4 1.2.3.5 1 2\r\n", v1("CR without LF"));
     // §2.1: exactly one space between fields.
     bad(
         b"PROXY  TCP4 1.2.3.4 1.2.3.5 1 2\r\n",
