@@ -34,38 +34,42 @@
 //! gets SIGTERM if the Lookout dies (`PR_SET_PDEATHSIG`), and the Lookout
 //! reaps every orphan handed to it: it is a child subreaper, or PID 1.
 //!
-//! Knows the listeners, sys and signals; never the master's, a worker's or
-//! a connection's code.
+//! Its parts: `launch` (how a master is started), `started` (the record of
+//! the one running), `notices` (the notify socket), `backoff` (the policy
+//! after failures), `refusal` (the 503), `pidfile`. Knows the listeners,
+//! sys and signals; never the master's, a worker's or a connection's code.
 
 mod backoff;
+mod launch;
 mod notices;
 mod pidfile;
 mod refusal;
+mod started;
 
-use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::config::{Config, LookoutConfig};
 use crate::listeners::{ListenError, Listeners};
 use crate::signals::{Command, Signals};
-use crate::sys::{self, Activation};
+use crate::sys;
 
 pub use pidfile::PidFileError;
 
 use backoff::{Backoff, End};
-use notices::{Notice, Notices};
+use launch::Launch;
+use notices::Notices;
 use pidfile::PidFile;
 use refusal::Refusals;
+use started::{Master, describe};
 
 /// After a stop's own deadline (the graceful timeout for TERM), this much
 /// more before the master's process group is killed.
@@ -109,26 +113,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-/// The master the Lookout started.
-struct Master {
-    pid: Pid,
-    started: Instant,
-    ready_at: Option<Instant>,
-    boot_deadline: Instant,
-    /// Killed for sending no READY=1 in time.
-    hung: bool,
-    /// Its process group was killed (a stop past its deadline).
-    killed: bool,
-    status: String,
-}
-
-/// How to start a master: prepared once, used at every activation.
-struct Launch {
-    exe: CString,
-    argv: Vec<CString>,
-    env: Vec<CString>,
-}
 
 struct Lookout {
     listeners: Listeners,
@@ -195,7 +179,7 @@ impl Lookout {
             tracing::info!("lookout: running as PID 1: every orphan is reaped");
         }
         tracing::info!(
-            exe = %String::from_utf8_lossy(launch.exe.as_bytes()),
+            exe = launch.exe(),
             "lookout: waiting for the first connection to start the master"
         );
         // Parsing the command line took more than the Lookout keeps.
@@ -308,7 +292,7 @@ impl Lookout {
         let booting = self
             .master
             .as_ref()
-            .filter(|m| m.ready_at.is_none() && !m.hung)
+            .filter(|m| m.booting())
             .map(|m| m.boot_deadline);
         let stop = self
             .stopping
@@ -327,34 +311,14 @@ impl Lookout {
 
     /// Start the master on the waiting connection.
     fn start_master(&mut self) {
-        let fds: Vec<BorrowedFd<'_>> = self.listeners.list.iter().map(|l| l.as_fd()).collect();
-        let spawned = sys::spawn_activated(&Activation {
-            exe: &self.launch.exe,
-            argv: &self.launch.argv,
-            env: &self.launch.env,
-            fds: &fds,
-            parent_death: Signals::PARENT_DEATH,
-        });
-        drop(fds);
-        match spawned {
+        match self.launch.start(&self.listeners) {
             Ok(pid) => {
-                let now = Instant::now();
                 tracing::info!(master = pid.as_raw(), "lookout: started the master");
-                self.master = Some(Master {
-                    pid,
-                    started: now,
-                    ready_at: None,
-                    boot_deadline: now + self.boot_timeout,
-                    hung: false,
-                    killed: false,
-                    status: String::new(),
-                });
+                self.master = Some(Master::new(pid, self.boot_timeout));
             }
             Err(e) => {
-                tracing::error!(
-                    exe = %String::from_utf8_lossy(self.launch.exe.as_bytes()),
-                    "lookout: cannot start the master: {e}"
-                );
+                let exe = self.launch.exe();
+                tracing::error!(exe, "lookout: cannot start the master: {e}");
                 self.back_off(End::FailedBoot, None);
             }
         }
@@ -370,41 +334,7 @@ impl Lookout {
                 );
                 continue;
             };
-            let notices = notices::parse(&text);
-            for n in &notices {
-                if let Notice::Status(s) = n {
-                    tracing::debug!(master = pid, status = %s, "lookout: master status");
-                    m.status.clone_from(s);
-                }
-            }
-            let now = Instant::now();
-            for n in notices {
-                match n {
-                    Notice::Ready if m.ready_at.is_none() => {
-                        m.ready_at = Some(now);
-                        let boot_ms = now.duration_since(m.started).as_millis() as u64;
-                        tracing::info!(master = pid, boot_ms, status = %m.status, "lookout: the master is ready");
-                    }
-                    Notice::Ready => {
-                        tracing::info!(master = pid, status = %m.status, "lookout: the master is ready again");
-                    }
-                    Notice::Reloading => {
-                        tracing::info!(master = pid, "lookout: the master is reloading")
-                    }
-                    Notice::Stopping => {
-                        tracing::info!(master = pid, status = %m.status, "lookout: the master is stopping");
-                    }
-                    Notice::ExtendTimeout(by) if m.ready_at.is_none() => {
-                        m.boot_deadline = m.boot_deadline.max(now + by);
-                    }
-                    Notice::MainPid(other) => tracing::warn!(
-                        master = pid,
-                        other,
-                        "lookout: MAINPID= ignored: the main process is the one the lookout started"
-                    ),
-                    Notice::Status(_) | Notice::ExtendTimeout(_) => {}
-                }
-            }
+            m.hear(notices::parse(&text));
         }
     }
 
@@ -557,7 +487,7 @@ impl Lookout {
         };
         match &self.master {
             Some(m) => {
-                let _ = kill(m.pid, sig);
+                m.signal(sig);
                 tracing::info!(
                     master = m.pid.as_raw(),
                     "lookout: {kind} stop: {} sent to the master",
@@ -583,7 +513,7 @@ impl Lookout {
                 );
                 return;
             }
-            let _ = kill(m.pid, Signal::SIGHUP);
+            m.signal(Signal::SIGHUP);
             tracing::info!(
                 master = m.pid.as_raw(),
                 "lookout: reload: SIGHUP sent to the master"
@@ -600,7 +530,7 @@ impl Lookout {
     /// TTIN / TTOU: the running master's business.
     fn forward(&self, command: &Command) {
         if let (Some(m), Some(sig)) = (&self.master, command.signal()) {
-            let _ = kill(m.pid, sig);
+            m.signal(sig);
         }
     }
 
@@ -611,14 +541,14 @@ impl Lookout {
         let Some(m) = self.master.as_mut() else {
             return;
         };
-        if m.ready_at.is_none() && !m.hung && now >= m.boot_deadline && self.stopping.is_none() {
+        if m.booting() && now >= m.boot_deadline && self.stopping.is_none() {
             m.hung = true;
             tracing::error!(
                 master = m.pid.as_raw(),
                 "lookout: no READY=1 within {}: killing the master as hung",
                 humantime::format_duration(self.boot_timeout)
             );
-            kill_group(m.pid);
+            m.kill_group();
         }
         if self.stopping.is_some_and(|d| now >= d) && !m.killed {
             m.killed = true;
@@ -626,7 +556,7 @@ impl Lookout {
                 master = m.pid.as_raw(),
                 "lookout: the master did not stop in time: killing it"
             );
-            kill_group(m.pid);
+            m.kill_group();
         }
     }
 
@@ -639,111 +569,5 @@ impl Lookout {
         }
         tracing::info!("lookout: stopped");
         0
-    }
-}
-
-impl Launch {
-    /// The master's program, argv and environment: ours, less what belongs
-    /// to the Lookout, plus the activation variables.
-    fn new(lookout: &LookoutConfig, listeners: &Listeners, notify_socket: &str) -> Launch {
-        let exe = sys::own_binary();
-        let cstring = |b: Vec<u8>| CString::new(b).unwrap_or_default();
-        let argv0 = std::env::args_os()
-            .next()
-            .unwrap_or_else(|| exe.clone().into_os_string());
-        let argv = std::iter::once(argv0)
-            .chain(lookout.master_args.iter().cloned())
-            .map(|a| cstring(a.into_vec()))
-            .collect();
-        // Set for each start (LISTEN_PID by the child itself), or meant for
-        // the Lookout's own supervisor, never the master's.
-        let replaced = [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-            "WATCHDOG_USEC",
-            "WATCHDOG_PID",
-        ];
-        let keep = |k: &OsStr| {
-            let k = k.to_string_lossy();
-            !replaced.contains(&k.as_ref())
-                && !k.starts_with("SPYGLASS_INHERIT_")
-                && !lookout.master_env_removed.iter().any(|r| *r == k)
-        };
-        let mut env: Vec<CString> = std::env::vars_os()
-            .filter(|(k, _)| keep(k))
-            .filter_map(|(k, v)| {
-                let mut b = k.into_vec();
-                b.push(b'=');
-                b.extend(v.into_vec());
-                CString::new(b).ok()
-            })
-            .collect();
-        let names: Vec<String> = listeners.list.iter().map(|l| fd_name(&l.name)).collect();
-        env.push(cstring(
-            format!("LISTEN_FDS={}", listeners.list.len()).into_bytes(),
-        ));
-        env.push(cstring(
-            format!("LISTEN_FDNAMES={}", names.join(":")).into_bytes(),
-        ));
-        env.push(cstring(
-            format!("NOTIFY_SOCKET={notify_socket}").into_bytes(),
-        ));
-        Launch {
-            exe: cstring(exe.into_os_string().into_vec()),
-            argv,
-            env,
-        }
-    }
-}
-
-/// A listener's name for `LISTEN_FDNAMES`: its address, with `:` (the
-/// separator) and anything unprintable as `_`, at most 255 bytes, as
-/// sd_listen_fds_with_names(3) allows: `127.0.0.1_8080`, `unix_/run/s.sock`.
-fn fd_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c == ':' || !c.is_ascii_graphic() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .take(255)
-        .collect()
-}
-
-/// SIGKILL to the master's process group (it leads its own session); to
-/// the master alone if that fails.
-fn kill_group(pid: Pid) {
-    if killpg(pid, Signal::SIGKILL).is_err() {
-        let _ = kill(pid, Signal::SIGKILL);
-    }
-}
-
-/// How a child ended, for the log: an exit status or a signal name.
-fn describe(status: &WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exit status {code}"),
-        WaitStatus::Signaled(_, sig, core) => format!(
-            "killed by {}{}",
-            sig.as_str(),
-            if *core { " (core dumped)" } else { "" }
-        ),
-        other => format!("{other:?}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fd_names_are_valid() {
-        assert_eq!(fd_name("127.0.0.1:8080"), "127.0.0.1_8080");
-        assert_eq!(fd_name("[::1]:80"), "[__1]_80");
-        assert_eq!(fd_name("unix:/run/a b.sock"), "unix_/run/a_b.sock");
-        assert_eq!(fd_name(&"x".repeat(300)).len(), 255);
     }
 }

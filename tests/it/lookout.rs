@@ -492,7 +492,13 @@ fn a_master_that_hangs_at_boot_is_killed_and_its_connection_answered() {
         "sh -c 'systemd-notify --ready --no-block'\nsleep 1000.5 &\nexec sleep 1000.25\n",
     );
     let t = Instant::now();
-    let answer = raw_answer(l.addr);
+    let addr = l.addr;
+    let client = std::thread::spawn(move || raw_answer(addr));
+    // A HUP while it boots: it already runs what is on disk.
+    l.wait_log("lookout: started the master");
+    l.signal(Signal::SIGHUP);
+    l.wait_log("lookout: SIGHUP: the master is still booting");
+    let answer = client.join().unwrap();
     let waited = t.elapsed();
     assert!(
         answer.starts_with("HTTP/1.1 503"),
@@ -741,17 +747,105 @@ fn as_pid_1_it_reaps_every_orphan() {
 #[test]
 fn from_args_gives_a_library_app_the_lookout() {
     let app = example("hello");
-    let l = Lookout::start(&app, &["--workers", "1", "--idle-timeout", "300ms"]);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("app.sock");
+    let unix = format!("unix:{}", sock.display());
+    let l = Lookout::start(
+        &app,
+        &[
+            "--listen",
+            &unix,
+            "--workers",
+            "1",
+            "--idle-timeout",
+            "300ms",
+        ],
+    );
     let r = try_get(l.addr, "/");
     assert_eq!(r.as_ref().map(|r| r.0), Some(200), "{}", l.log());
     let first = l.master();
-    assert!(
-        proc_strings(first, "cmdline")
-            .iter()
-            .all(|a| a != "lookout")
-    );
+    let argv = proc_strings(first, "cmdline");
+    assert!(argv.iter().all(|a| a != "lookout"), "{argv:?}");
     l.wait_log("lookout: the master exited: exit status 0; waiting for the next connection");
     l.wait_idle();
-    assert_eq!(try_get(l.addr, "/").map(|r| r.0), Some(200));
+    // The master took the Unix socket as an activated one: its exit left
+    // the file to the Lookout, and the next connection through it starts
+    // the next master.
+    assert!(
+        sock.exists(),
+        "the master removed the Lookout's socket file"
+    );
+    let mut u = UnixStream::connect(&sock).unwrap();
+    u.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    u.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     assert_ne!(l.master(), first);
+    l.stop();
+    assert!(!sock.exists(), "the Lookout left its socket file behind");
+}
+
+/// Cold start through the Lookout next to systemd-socket-activate's, for
+/// the same binary and flags: connect to first byte of the response when
+/// no server runs, median of 20 each, taken in turns. A measurement for the
+/// record, not a test of speed; run it with
+/// `cargo test --release --test it coldstart_through -- --ignored --nocapture`
+/// (bench/lookout measures the Lookout's memory).
+#[test]
+#[ignore = "a benchmark; run explicitly"]
+fn coldstart_through_the_lookout_next_to_systemd_socket_activate() {
+    let site = site();
+    let root = site.path().to_str().unwrap();
+    let flags = ["--workers", "2", "--access-log", "off"];
+    let first_byte = |addr: SocketAddr| {
+        let t = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).unwrap();
+        let took = t.elapsed();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        took
+    };
+    let l = Lookout::start(
+        &spyglass(),
+        &[
+            root,
+            flags[0],
+            flags[1],
+            flags[2],
+            flags[3],
+            "--idle-timeout",
+            "100ms",
+        ],
+    );
+    let (mut ssa, mut look) = (Vec::new(), Vec::new());
+    for i in 1..=20 {
+        // In turns, each right after the other's server has exited.
+        look.push(first_byte(l.addr));
+        l.wait_count("exit status 0; waiting for the next connection", i);
+        let port = free_port();
+        let mut p = Launch::new("systemd-socket-activate")
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            .arg(spyglass().to_str().unwrap())
+            .arg(root)
+            .args(flags)
+            .args(["--idle-timeout", "0"])
+            .start();
+        assert!(p.log.wait_for("Listening on", T), "{}", p.log.text());
+        ssa.push(first_byte(SocketAddr::from(([127, 0, 0, 1], port))));
+        p.signal(Signal::SIGTERM);
+        assert!(p.wait_exit(T).is_some());
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    eprintln!("cold start, connect to first byte, 20 each (median, min, max):");
+    eprintln!("  systemd-socket-activate: {:?}", median(&mut ssa));
+    eprintln!("  spyglass lookout:        {:?}", median(&mut look));
 }
