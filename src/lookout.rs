@@ -37,7 +37,8 @@
 //! Its parts: `launch` (how a master is started), `started` (the record of
 //! the one running), `notices` (the notify socket), `backoff` (the policy
 //! after failures), `refusal` (the 503), `pidfile`. Knows the listeners,
-//! sys and signals; never the master's, a worker's or a connection's code.
+//! sys and signals (and the exit statuses of `crate::server`); never the
+//! master's, a worker's or a connection's code.
 
 mod backoff;
 mod launch;
@@ -59,6 +60,7 @@ use nix::unistd::Pid;
 
 use crate::config::{Config, LookoutConfig};
 use crate::listeners::{ListenError, Listeners};
+use crate::server::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::signals::{Command, Signals};
 use crate::sys;
 
@@ -76,7 +78,9 @@ use started::{Master, describe};
 const STOP_MARGIN: Duration = Duration::from_secs(5);
 
 /// Run the Lookout until it is stopped, then exit the process: status 0
-/// after a stop, 1 if it could not start (the error is logged).
+/// after a stop; if it could not start (the error is logged), 78 for a
+/// configuration that cannot work (an unwritable pid file, an unusable
+/// socket), else 1 (an address in use, a pid file another Lookout holds).
 pub fn run_and_exit(config: &Config, lookout: LookoutConfig) -> ! {
     if let Some(w) = crate::logging::init(config.log_target, config.log_level) {
         tracing::warn!("{w}");
@@ -85,9 +89,10 @@ pub fn run_and_exit(config: &Config, lookout: LookoutConfig) -> ! {
         Ok(l) => l.run(),
         Err(e) => {
             tracing::error!("lookout: {e}");
-            1
+            e.exit_status()
         }
     };
+    crate::logging::flush(Duration::from_secs(1));
     std::process::exit(code)
 }
 
@@ -113,6 +118,18 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The process exit status for this error.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Error::PidFile(PidFileError::Io { .. }) | Error::Listen(ListenError::BadFd { .. }) => {
+                EXIT_CONFIG
+            }
+            _ => EXIT_FAILURE,
+        }
+    }
+}
 
 struct Lookout {
     listeners: Listeners,
@@ -206,6 +223,7 @@ impl Lookout {
     /// for a waiting connection, or refuse it while backing off.
     fn run(mut self) -> i32 {
         loop {
+            crate::logging::retry();
             let woken = self.wait();
             self.read_notices();
             self.reap_all();

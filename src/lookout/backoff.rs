@@ -16,6 +16,8 @@
 
 use std::time::Duration;
 
+use crate::server::{EXIT_CONFIG, EXIT_USAGE};
+
 /// After a configuration error.
 pub const CONFIG_DELAY: Duration = Duration::from_secs(60);
 /// The first delay after a crash, doubled for each further one.
@@ -27,7 +29,7 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// Exit statuses that mean "the configuration is wrong": bad usage (2) and
 /// EX_CONFIG (78).
-pub const CONFIG_STATUSES: [i32; 2] = [2, 78];
+pub const CONFIG_STATUSES: [i32; 2] = [EXIT_USAGE, EXIT_CONFIG];
 
 /// How a master ended, as far as the back-off cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

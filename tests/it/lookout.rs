@@ -373,17 +373,21 @@ fn zero_loss_across_many_idle_exits() {
 fn a_configuration_error_is_backed_off_and_sighup_retries_once_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
-    let l = Lookout::start(&spyglass(), &[root.to_str().unwrap()]);
-    // The first connection starts a master, which refuses the missing ROOT
-    // before READY=1; the connection is answered with a 503, not left hanging.
+    let l = Lookout::start(
+        &spyglass(),
+        &["--idle-timeout", "1s", root.to_str().unwrap()],
+    );
+    // The first connection starts a master, which finds no ROOT: socket-
+    // activated, it answers 503 until idle, then exits 78. The Lookout then
+    // backs off: no new master for a minute, a 503 to each connection.
     let first = raw_answer(l.addr);
     assert!(
         first.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
         "{first:?}\n{}",
         l.log()
     );
-    assert!(first.contains("\r\nRetry-After: "), "{first}");
-    l.wait_log("a configuration error, which will not fix itself");
+    l.wait_log("is not a directory");
+    l.wait_log("the master exited with exit status 78: a configuration error");
     l.wait_log("connections get 503 for 1m");
     // While backing off, no other master: answered at once.
     for _ in 0..3 {
@@ -650,6 +654,13 @@ fn a_pid_file_held_by_a_live_lookout_is_refused() {
         std::fs::read_to_string(&pid_file).unwrap(),
         format!("{}\n", first.pid())
     );
+    // A pid file that cannot be written is a configuration error.
+    let mut unwritable = Launch::spyglass()
+        .args(["lookout", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--log-target", "stderr", "--pid-file"])
+        .arg(dir.path().join("no/such/dir/l.pid").to_str().unwrap())
+        .start();
+    assert_eq!(unwritable.wait_exit(T).and_then(|s| s.code()), Some(78));
     // Bad flags are refused before anything starts.
     let mut bad = Launch::spyglass()
         .args(["lookout", "--boot-timeout", "soon"])
