@@ -315,10 +315,7 @@ fn the_first_connection_starts_the_master_as_systemd_would() {
     assert!(wait_until(T, || !alive(master)));
     assert!(!pid_file.exists(), "pid file left behind");
     assert!(!sock.exists(), "socket file left behind");
-    assert!(
-        l.log()
-            .contains("lookout: graceful stop: SIGTERM sent to the master")
-    );
+    l.wait_log("lookout: graceful stop: SIGTERM sent to the master");
 }
 
 #[test]
@@ -595,10 +592,7 @@ fn int_stops_fast_and_hup_reloads_the_running_master_only() {
 
     l.signal(Signal::SIGINT);
     assert_eq!(l.proc.wait_exit(T).and_then(|s| s.code()), Some(0));
-    assert!(
-        l.log()
-            .contains("lookout: fast stop: SIGINT sent to the master")
-    );
+    l.wait_log("lookout: fast stop: SIGINT sent to the master");
     assert!(wait_until(T, || !alive(master)));
 }
 
@@ -649,7 +643,7 @@ fn a_pid_file_held_by_a_live_lookout_is_refused() {
         .start();
     assert_eq!(second.wait_exit(T).and_then(|s| s.code()), Some(1));
     let want = format!("pid {} is running and holds it", first.pid());
-    assert!(second.log.text().contains(&want), "{}", second.log.text());
+    assert!(second.log.wait_for(&want, T), "{}", second.log.text());
     assert_eq!(
         std::fs::read_to_string(&pid_file).unwrap(),
         format!("{}\n", first.pid())
@@ -677,13 +671,21 @@ fn as_pid_1_it_reaps_every_orphan() {
     let site = site();
     let cgi = site.path().join("cgi-bin");
     std::fs::create_dir(&cgi).unwrap();
-    // A CGI script that leaves a grandchild behind: its subshell exits at
-    // once, so the sleep is orphaned and handed to the namespace's init.
+    // A CGI script that leaves a helper behind, as a daemonizing one does:
+    // in a session of its own (so the worker's kill of the script's group
+    // misses it), detached before the script exits, after which it is an
+    // orphan, handed to the namespace's init.
+    let scratch = tempfile::tempdir().unwrap();
+    let detached = scratch.path().join("detached");
     script(
         &cgi,
         "orphan.sh",
-        "(sleep 600 0.4242 </dev/null >/dev/null 2>&1 &)\n\
-         printf 'Content-Type: text/plain\\r\\n\\r\\nleft one\\n'\n",
+        &format!(
+            "setsid sh -c 'echo $$ > {0}; exec sleep 600 0.4242' </dev/null >/dev/null 2>&1 &\n\
+             while [ ! -s {0} ]; do sleep 0.01; done\n\
+             printf 'Content-Type: text/plain\\r\\n\\r\\nleft one\\n'\n",
+            detached.display()
+        ),
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut unshare = Launch::new("unshare")
@@ -752,7 +754,7 @@ fn as_pid_1_it_reaps_every_orphan() {
         "{}",
         unshare.log.text()
     );
-    assert!(unshare.log.text().contains("lookout: stopped"));
+    assert!(unshare.log.wait_for("lookout: stopped", T));
 }
 
 #[test]
