@@ -196,7 +196,7 @@ impl Lookout {
             tracing::info!("lookout: running as PID 1: every orphan is reaped");
         }
         tracing::info!(
-            exe = launch.exe(),
+            exe = %launch.exe(),
             "lookout: waiting for the first connection to start the master"
         );
         // Parsing the command line took more than the Lookout keeps.
@@ -336,7 +336,7 @@ impl Lookout {
             }
             Err(e) => {
                 let exe = self.launch.exe();
-                tracing::error!(exe, "lookout: cannot start the master: {e}");
+                tracing::error!(exe = %exe, "lookout: cannot start the master: {e}");
                 self.back_off(End::FailedBoot, None);
             }
         }
