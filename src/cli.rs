@@ -349,6 +349,26 @@ pub enum Command {
     Sites(SitesArgs),
     /// Hold the listening sockets without systemd: start the server on the
     /// first connection, and again after each idle exit.
+    ///
+    /// The Lookout binds the --listen addresses and holds nothing else. On
+    /// the first connection (left waiting in the backlog) it starts the
+    /// server as systemd would: this binary, without `lookout` and the
+    /// Lookout's own options, with the sockets as descriptors 3, 4, ...,
+    /// LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES and a NOTIFY_SOCKET that the
+    /// Lookout reads. The server then behaves as under socket activation (a
+    /// 60 s idle timeout by default); after it exits, the Lookout waits
+    /// again.
+    ///
+    /// A server that exits with status 2 or 78 is not started again for
+    /// 60 s (or until SIGHUP); one that crashes, exits before READY=1 or
+    /// sends none within --boot-timeout, after 1 s, then 2, 4, ... up to
+    /// 60 s. Meanwhile each connection is answered 503 with Retry-After and
+    /// closed.
+    ///
+    /// TERM and QUIT stop the server gracefully, then the Lookout; INT
+    /// stops both at once; HUP reloads the running server; TTIN and TTOU are
+    /// passed on. If the Lookout dies, the server gets SIGTERM. It reaps
+    /// every orphan handed to it, also as PID 1 of a container.
     Lookout(SiteLookoutArgs),
     /// Print a completion script for SHELL to stdout.
     Completions {
