@@ -460,9 +460,10 @@ fn a_master_that_crashes_after_ready_is_replaced_after_a_pause() {
     );
     assert_eq!(try_get(l.addr, "/hello.txt").map(|r| r.0), Some(200));
     let master = l.master();
+    // READY=1 comes once every worker has booted.
+    l.wait_log("lookout: the master is ready");
     let workers = children(master);
     assert_eq!(workers.len(), 2);
-    l.wait_log("lookout: the master is ready");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(master), Signal::SIGKILL).unwrap();
     l.wait_log("lookout: the master crashed: killed by SIGKILL");
     l.wait_log("connections get 503 for 1s");
@@ -549,6 +550,8 @@ fn a_killed_lookout_takes_its_master_down() {
     );
     assert_eq!(try_get(l.addr, "/").map(|r| r.0), Some(200));
     let master = l.master();
+    // READY=1 comes once every worker has booted.
+    l.wait_log("lookout: the master is ready");
     let mut family = children(master);
     family.push(master);
     assert_eq!(family.len(), 3);
