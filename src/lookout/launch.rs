@@ -97,8 +97,9 @@ impl Launch {
     }
 }
 
-/// A listener's name for `LISTEN_FDNAMES`: its address, with `:` (the
-/// separator) and anything unprintable as `_`, at most 255 bytes, as
+/// A listener's name for `LISTEN_FDNAMES`: the name `--listen NAME=ADDR`
+/// gave it (already valid), or its address with `:` (the separator) and
+/// anything unprintable as `_`, at most 255 bytes, as
 /// sd_listen_fds_with_names(3) allows: `127.0.0.1_8080`, `unix_/run/s.sock`.
 fn fd_name(name: &str) -> String {
     name.chars()

@@ -865,3 +865,32 @@ fn coldstart_through_the_lookout_next_to_systemd_socket_activate() {
     eprintln!("  systemd-socket-activate: {:?}", median(&mut ssa));
     eprintln!("  spyglass lookout:        {:?}", median(&mut look));
 }
+
+#[test]
+fn named_sockets_keep_their_names_through_the_lookout() {
+    let site = site();
+    let blog = tempfile::tempdir().unwrap();
+    std::fs::write(blog.path().join("hello.txt"), "blog\n").unwrap();
+    let blog_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let l = Lookout::start(
+        &spyglass(),
+        &[
+            "--listen",
+            &format!("blog={blog_addr}"),
+            "--site",
+            &format!("blog={}", blog.path().display()),
+            site.path().to_str().unwrap(),
+        ],
+    );
+    // `--site blog=...` routes by the name the Lookout passes in
+    // LISTEN_FDNAMES; the unnamed socket keeps its address, ':' as '_'.
+    assert_eq!(
+        try_get(blog_addr, "/hello.txt"),
+        Some((200, "blog\n".into()))
+    );
+    assert_eq!(try_get(l.addr, "/hello.txt"), Some((200, "hello\n".into())));
+    let names = proc_strings(l.master(), "environ")
+        .into_iter()
+        .find_map(|e| e.strip_prefix("LISTEN_FDNAMES=").map(str::to_owned));
+    assert_eq!(names, Some(format!("127.0.0.1_{}:blog", l.addr.port())));
+}
