@@ -24,23 +24,33 @@ struct Lookout {
 }
 
 impl Lookout {
-    /// `program lookout --listen ADDR --log-target stderr EXTRA...`,
-    /// listening.
+    /// `program lookout --listen 127.0.0.1:0 --log-target stderr EXTRA...`,
+    /// listening (on the port the kernel chose, read from its log).
     fn start(program: &Path, extra: &[&str]) -> Lookout {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let proc = Launch::new(program)
-            .args([
-                "lookout",
-                "--listen",
-                &addr.to_string(),
-                "--log-target",
-                "stderr",
-            ])
+            .args(["lookout", "--listen", "127.0.0.1:0"])
+            .args(["--log-target", "stderr"])
             .args(extra.iter().copied())
             .start();
+        let addr = proc.listening_on();
         let l = Lookout { proc, addr };
         l.wait_log("lookout: waiting for the first connection");
         l
+    }
+
+    /// The address the Lookout bound for the listener named `name`.
+    fn address_of(&self, name: &str) -> SocketAddr {
+        self.wait_log(&format!("listener={name} "));
+        let want = format!("listener={name}");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("lookout: listening") && l.split_whitespace().any(|w| w == want))
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="))
+                    .and_then(|a| a.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no address for {name}:\n{}", self.log()))
     }
 
     fn pid(&self) -> i32 {
@@ -641,7 +651,7 @@ fn a_pid_file_held_by_a_live_lookout_is_refused() {
         &["--pid-file", pf, site.path().to_str().unwrap()],
     );
     let mut second = Launch::spyglass()
-        .args(["lookout", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["lookout", "--listen", "127.0.0.1:0"])
         .args(["--log-target", "stderr", "--pid-file", pf])
         .start();
     assert_eq!(second.wait_exit(T).and_then(|s| s.code()), Some(1));
@@ -653,7 +663,7 @@ fn a_pid_file_held_by_a_live_lookout_is_refused() {
     );
     // A pid file that cannot be written is a configuration error.
     let mut unwritable = Launch::spyglass()
-        .args(["lookout", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["lookout", "--listen", "127.0.0.1:0"])
         .args(["--log-target", "stderr", "--pid-file"])
         .arg(dir.path().join("no/such/dir/l.pid").to_str().unwrap())
         .start();
@@ -690,14 +700,13 @@ fn as_pid_1_it_reaps_every_orphan() {
             detached.display()
         ),
     );
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut unshare = Launch::new("unshare")
         .args(["--pid", "--fork", "--kill-child"])
         .arg(spyglass().to_str().unwrap())
         .args([
             "lookout",
             "--listen",
-            &addr.to_string(),
+            "127.0.0.1:0",
             "--log-target",
             "stderr",
         ])
@@ -717,6 +726,7 @@ fn as_pid_1_it_reaps_every_orphan() {
         lookout.len() == 1
     }));
     let lookout = lookout[0];
+    let addr = unshare.listening_on();
     assert!(
         unshare
             .log
@@ -871,17 +881,17 @@ fn named_sockets_keep_their_names_through_the_lookout() {
     let site = site();
     let blog = tempfile::tempdir().unwrap();
     std::fs::write(blog.path().join("hello.txt"), "blog\n").unwrap();
-    let blog_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let l = Lookout::start(
         &spyglass(),
         &[
             "--listen",
-            &format!("blog={blog_addr}"),
+            "blog=127.0.0.1:0",
             "--site",
             &format!("blog={}", blog.path().display()),
             site.path().to_str().unwrap(),
         ],
     );
+    let blog_addr = l.address_of("blog");
     // `--site blog=...` routes by the name the Lookout passes in
     // LISTEN_FDNAMES; the unnamed socket keeps its address, ':' as '_'.
     assert_eq!(
