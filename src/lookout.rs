@@ -199,8 +199,7 @@ impl Lookout {
             exe = %launch.exe(),
             "lookout: waiting for the first connection to start the master"
         );
-        // Parsing the command line took more than the Lookout keeps.
-        sys::trim_heap();
+        rest();
         Ok(Lookout {
             listeners,
             signals,
@@ -416,6 +415,7 @@ impl Lookout {
             End::Crashed => tracing::error!(master = pid, "lookout: the master crashed: {how}"),
         }
         self.back_off(end, m.ready_at.map(|t| t.elapsed()));
+        rest();
     }
 
     /// Apply the back-off policy to how the last master ended, and say
@@ -587,5 +587,18 @@ impl Lookout {
         }
         tracing::info!("lookout: stopped");
         0
+    }
+}
+
+/// Go back to waiting with nothing more than the Lookout started with: the
+/// heap's free pages back to the kernel (parsing the command line, or a
+/// master's start, took more than the Lookout keeps), and its copy of the
+/// binary's code unmapped (it stays in the page cache, which the next
+/// master maps anyway; what the waiting loop touches comes back as minor
+/// faults).
+fn rest() {
+    sys::trim_heap();
+    if let Err(e) = sys::release_code_pages() {
+        tracing::debug!(error = %e, "lookout: cannot release code pages");
     }
 }
