@@ -10,20 +10,24 @@
 //! [`parse`] turns a bad value into one line naming the flag; the caller
 //! exits with code 2 ([`crate::server::exit_misconfigured`]). Subcommands
 //! ([`Command`], [`AppCommand`]) come first on the command line; a ROOT
-//! with a subcommand's name is written `./check`.
+//! with a subcommand's name is written `./check`. `lookout` takes the
+//! server's flags and its own ([`LookoutArgs`]), and starts the server (the
+//! same binary, without the subcommand word and without the Lookout's own
+//! flags: [`LookoutArgs::config`]).
 //!
 //! The same definitions make the manual pages and the shell completions
 //! (`spyglass man`, `spyglass completions SHELL`: [`docs`]), so `--help`,
 //! `man spyglass` and tab completion cannot disagree.
 
+use std::ffi::OsString;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    Config, HttpConfig, IdleTimeout, Listen, LogTarget, ProxyProtocol, Size, Timeout, Timespan,
-    check_socket_name,
+    Config, HttpConfig, IdleTimeout, Listen, LogTarget, LookoutConfig, ProxyProtocol, Size,
+    Timeout, Timespan, check_socket_name,
 };
 use crate::forwarded::{ProxyHeaders, Trust, TrustedProxy};
 
@@ -343,6 +347,29 @@ pub enum Command {
     /// as systemd sees them: socket listening, awake or asleep, when each
     /// last woke and how many times. Starts nothing.
     Sites(SitesArgs),
+    /// Hold the listening sockets without systemd: start the server on the
+    /// first connection, and again after each idle exit.
+    ///
+    /// The Lookout binds the --listen addresses and holds nothing else. On
+    /// the first connection (left waiting in the backlog) it starts the
+    /// server as systemd would: this binary, without `lookout` and the
+    /// Lookout's own options, with the sockets as descriptors 3, 4, ...,
+    /// LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES and a NOTIFY_SOCKET that the
+    /// Lookout reads. The server then behaves as under socket activation (a
+    /// 60 s idle timeout by default); after it exits, the Lookout waits
+    /// again.
+    ///
+    /// A server that exits with status 2 or 78 is not started again for
+    /// 60 s (or until SIGHUP); one that crashes, exits before READY=1 or
+    /// sends none within --boot-timeout, after 1 s, then 2, 4, ... up to
+    /// 60 s. Meanwhile each connection is answered 503 with Retry-After and
+    /// closed.
+    ///
+    /// TERM and QUIT stop the server gracefully, then the Lookout; INT
+    /// stops both at once; HUP reloads the running server; TTIN and TTOU are
+    /// passed on. If the Lookout dies, the server gets SIGTERM. It reaps
+    /// every orphan handed to it, also as PID 1 of a container.
+    Lookout(SiteLookoutArgs),
     /// Print a completion script for SHELL to stdout.
     Completions {
         /// The shell to complete for.
@@ -414,7 +441,7 @@ pub struct SiteCheck {
 
 /// The command line of a library user's server: the shared flags only.
 #[derive(Parser, Clone, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct AppCli {
     /// Something other than serving.
     #[command(subcommand)]
@@ -435,6 +462,9 @@ pub enum AppCommand {
     /// Ask a running server (over its control socket) or tell it what to
     /// do; never starts one.
     Ctl(CtlArgs),
+    /// Hold the listening sockets without systemd: start the server on the
+    /// first connection, and again after each idle exit.
+    Lookout(AppLookoutArgs),
 }
 
 /// `check` for a library user's server.
@@ -473,6 +503,53 @@ pub enum ProxyHeadersArg {
     XForwarded,
     /// Forwarded, RFC 7239 (HAProxy's option forwarded).
     Forwarded,
+}
+
+/// The Lookout's own flags (`spyglass lookout`), never passed to the
+/// server it starts.
+#[derive(Args, Clone, Debug)]
+pub struct LookoutArgs {
+    /// Write the Lookout's pid to this file (atomically), remove it on exit;
+    /// refuse to start while another live Lookout's pid is in it.
+    #[arg(long, value_name = "PATH", env = "SPYGLASS_PID_FILE")]
+    pub pid_file: Option<PathBuf>,
+
+    /// A server that has not reported READY=1 this long after its start is
+    /// killed as hung.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SPYGLASS_BOOT_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub boot_timeout: Timeout,
+}
+
+/// `spyglass lookout`: the Lookout's flags, and the flags of the server it
+/// starts (checked now, passed on as given).
+#[derive(Args, Clone, Debug)]
+pub struct SiteLookoutArgs {
+    /// The Lookout's own flags.
+    #[command(flatten)]
+    pub lookout: LookoutArgs,
+    /// What the server serves.
+    #[command(flatten)]
+    pub site: SiteArgs,
+    /// How it serves it.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `lookout` in a library user's binary: the Lookout's flags and the
+/// shared server flags.
+#[derive(Args, Clone, Debug)]
+pub struct AppLookoutArgs {
+    /// The Lookout's own flags.
+    #[command(flatten)]
+    pub lookout: LookoutArgs,
+    /// The server's flags.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// `--log-target`.
@@ -574,6 +651,85 @@ impl ServerArgs {
             http,
         })
     }
+}
+
+impl LookoutArgs {
+    /// The Lookout's settings, with the server's command line: `args` (our
+    /// own, `std::env::args_os()`) less the subcommand word and the
+    /// Lookout's flags.
+    pub fn config(&self, args: impl IntoIterator<Item = OsString>) -> LookoutConfig {
+        let own = Self::own_flags();
+        LookoutConfig {
+            pid_file: self.pid_file.clone(),
+            boot_timeout: self.boot_timeout.0,
+            master_args: Self::master_argv(args, &own),
+            master_env_removed: own.into_iter().filter_map(|f| f.env).collect(),
+        }
+    }
+
+    /// The long names and environment twins of the Lookout's own flags,
+    /// from clap's own description of them (so they cannot drift).
+    fn own_flags() -> Vec<OwnFlag> {
+        LookoutArgs::augment_args(clap::Command::new("lookout"))
+            .get_arguments()
+            .filter_map(|a| {
+                Some(OwnFlag {
+                    long: a.get_long()?.to_owned(),
+                    env: a.get_env().and_then(|e| e.to_str()).map(str::to_owned),
+                })
+            })
+            .collect()
+    }
+
+    /// `argv` less the program name, the subcommand word (the first
+    /// argument: clap takes no flag before a subcommand) and the Lookout's
+    /// own flags (`--flag VALUE` and `--flag=VALUE`); whatever follows `--`
+    /// is positional and kept. Every flag of ours takes a value, and clap
+    /// refuses a value that starts with `--`, so in a command line it
+    /// accepted a `--pid-file` word is always the flag.
+    fn master_argv(args: impl IntoIterator<Item = OsString>, own: &[OwnFlag]) -> Vec<OsString> {
+        let mut out = Vec::new();
+        let mut args = args.into_iter().skip(1).peekable();
+        if args.peek().is_some_and(|a| a == "lookout") {
+            args.next();
+        }
+        let mut positional_only = false;
+        while let Some(a) = args.next() {
+            if positional_only {
+                out.push(a);
+                continue;
+            }
+            let text = a.to_string_lossy();
+            if text == "--" {
+                positional_only = true;
+                out.push(a);
+                continue;
+            }
+            let ours = text.strip_prefix("--").and_then(|rest| {
+                own.iter().find_map(|f| {
+                    let tail = rest.strip_prefix(f.long.as_str())?;
+                    if tail.is_empty() {
+                        Some(true) // the value is the next word
+                    } else {
+                        tail.starts_with('=').then_some(false)
+                    }
+                })
+            });
+            match ours {
+                Some(true) => {
+                    args.next();
+                }
+                Some(false) => {}
+                None => out.push(a),
+            }
+        }
+        out
+    }
+}
+
+struct OwnFlag {
+    long: String,
+    env: Option<String>,
 }
 
 /// Parse the command line. `--help` and `--version` print and exit 0; a bad
@@ -681,6 +837,49 @@ mod tests {
     fn cli_is_consistent() {
         Cli::command().debug_assert();
         AppCli::command().debug_assert();
+    }
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn lookout_subcommand_and_master_argv() {
+        let argv = [
+            "spyglass",
+            "lookout",
+            "--pid-file",
+            "/run/s.pid",
+            "--workers",
+            "2",
+            "--boot-timeout=5s",
+            "--",
+            "--pid-file",
+        ];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Some(Command::Lookout(l)) = cli.command else {
+            panic!("no lookout subcommand");
+        };
+        assert_eq!(l.lookout.pid_file, Some(PathBuf::from("/run/s.pid")));
+        assert_eq!(l.lookout.boot_timeout.0, std::time::Duration::from_secs(5));
+        let config = l.lookout.config(os(&argv));
+        assert_eq!(
+            config.master_args,
+            os(&["--workers", "2", "--", "--pid-file"])
+        );
+        assert_eq!(
+            config.master_env_removed,
+            ["SPYGLASS_PID_FILE", "SPYGLASS_BOOT_TIMEOUT"]
+        );
+        // After a server flag, `lookout` is ROOT (a directory of that name
+        // can also be given as ./lookout).
+        let plain = Cli::try_parse_from(["spyglass", "--workers", "2", "lookout"]).unwrap();
+        assert!(plain.command.is_none());
+        assert_eq!(plain.site.root, Some(PathBuf::from("lookout")));
+        // The Lookout's flags belong to it alone.
+        assert!(Cli::try_parse_from(["spyglass", "--pid-file", "x"]).is_err());
+        let app = AppCli::try_parse_from(["app", "lookout", "--listen", "unix:/s"]).unwrap();
+        assert!(matches!(app.command, Some(AppCommand::Lookout(_))));
     }
 
     #[test]

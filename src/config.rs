@@ -60,6 +60,23 @@ pub struct Recycle {
     pub max_memory: Option<u64>,
 }
 
+/// What the Lookout (`spyglass lookout`) needs beyond the server's own
+/// configuration.
+#[derive(Clone, Debug)]
+pub struct LookoutConfig {
+    /// Where to write the Lookout's pid.
+    pub pid_file: Option<PathBuf>,
+    /// A server that has not reported READY=1 this long after its start is
+    /// killed as hung.
+    pub boot_timeout: Duration,
+    /// The server's arguments (after the program name): the Lookout's own,
+    /// less the subcommand word and the Lookout's flags.
+    pub master_args: Vec<std::ffi::OsString>,
+    /// Environment variables that configure the Lookout alone, removed
+    /// from the server's environment.
+    pub master_env_removed: Vec<String>,
+}
+
 /// Limits and timeouts of the HTTP/1.1 engine.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {

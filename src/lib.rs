@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Module map (one process role per file): [`listeners`] take or bind the
-//! sockets; `master` supervises workers and speaks to systemd through
+//! sockets; [`lookout`] holds them without systemd and starts the master on
+//! the first connection; `master` supervises workers and speaks to systemd through
 //! [`notify`]; `worker` runs the event loop; `conn` drives one connection
 //! through the [`request`] codec, the handler and the `response` writer.
 //! Behind a proxy, `conn` reads a [`proxy_protocol`] header first and
@@ -44,6 +45,7 @@ pub mod handler;
 pub mod host;
 pub mod listeners;
 pub mod logging;
+pub mod lookout;
 mod master;
 pub mod notify;
 pub mod proxy_protocol;

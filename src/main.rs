@@ -14,6 +14,7 @@ use spyglass::cgi::{Cgi, CgiOptions};
 use spyglass::cli::{self, Cli, Command, SiteArgs, docs};
 use spyglass::config::Config;
 use spyglass::listeners::{Roles, check_roles};
+use spyglass::lookout;
 use spyglass::server::{Misconfigured, exit_misconfigured, print_config};
 use spyglass::site::{Site, Sites};
 use spyglass::static_files::StaticFiles;
@@ -33,6 +34,10 @@ fn main() {
                 docs::subcommand_pages().join(", ")
             )),
         },
+        Some(Command::Lookout(l)) => {
+            let config = l.server.config().unwrap_or_else(|e| usage_error(&e));
+            lookout::run_and_exit(&config, l.lookout.config(std::env::args_os()))
+        }
         None => serve(&cli.site, cli.server.config()),
     }
 }

@@ -71,11 +71,7 @@ impl Reexec {
     /// Record how we were started and take what a previous image passed.
     /// Call first thing, before any descriptor is opened.
     pub fn capture() -> (Reexec, Option<InheritedListeners>) {
-        let exe = std::env::current_exe()
-            .ok()
-            .filter(|p| !p.to_string_lossy().ends_with(" (deleted)"))
-            .or_else(|| std::env::args_os().next().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let exe = crate::sys::own_binary();
         let arg0 = std::env::args_os().next();
         let args = std::env::args_os().skip(1).collect();
         let ours = std::env::var(PID).ok() == Some(std::process::id().to_string());

@@ -12,6 +12,7 @@ use crate::config::{Config, IdleTimeout};
 use crate::control::Control;
 use crate::handler::{Commands, Handler, WorkerInfo};
 use crate::listeners::{ListenError, Listeners, Roles, check_roles};
+use crate::lookout;
 use crate::master::{Exit, Hooks, MAX_WORKERS, Master};
 use crate::reexec::Reexec;
 use crate::scoreboard::Scoreboard;
@@ -117,6 +118,11 @@ impl Server {
     /// same flags as the `spyglass` binary (less its site flags). A bad
     /// flag prints one line naming it and exits with code 2. `APP check`
     /// prints the configuration and exits.
+    ///
+    /// `APP lookout` runs the Lookout instead, and never returns: it holds
+    /// the sockets and starts this same program (without that word and the
+    /// Lookout's own flags) on the first connection, and again after each
+    /// idle exit.
     pub fn from_args() -> Server {
         let args: AppCli = cli::parse().unwrap_or_else(|e| usage_error(&e));
         match args.command {
@@ -126,6 +132,10 @@ impl Server {
                 std::process::exit(0)
             }
             Some(AppCommand::Ctl(ctl)) => std::process::exit(crate::ctl::run(&ctl)),
+            Some(AppCommand::Lookout(l)) => {
+                let config = l.server.config().unwrap_or_else(|e| usage_error(&e));
+                lookout::run_and_exit(&config, l.lookout.config(std::env::args_os()))
+            }
             None => {
                 let config = args.server.config().unwrap_or_else(|e| usage_error(&e));
                 Server::new(config).check_before_reload(true)

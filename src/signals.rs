@@ -1,6 +1,7 @@
 //! The one signal table: which signal means which [`Command`]. Decides
 //! nothing else. The control socket ([`crate::control`]) turns its command
-//! lines into the same [`Command`]s, so the master has one dispatcher.
+//! lines into the same [`Command`]s, so the master has one dispatcher. The
+//! Lookout passes them on to the master it started ([`Command::signal`]).
 //!
 //! No signal handler runs, ever: the signals are blocked and read from a
 //! signalfd in the event loop, so handling them is ordinary code (it may
@@ -57,11 +58,23 @@ const TABLE: [(Signal, Command); 7] = [
     (Signal::SIGCHLD, Command::Reap),
 ];
 
+impl Command {
+    /// The signal that asks for this command (the first in the table), if
+    /// one does.
+    pub fn signal(&self) -> Option<Signal> {
+        TABLE.iter().find(|(_, c)| c == self).map(|(s, _)| *s)
+    }
+}
+
 /// The commands a worker obeys from signals sent to it directly (or as its
 /// parent-death signal); everything else is the master's.
 const WORKER: [Command; 2] = [Command::GracefulStop, Command::FastStop];
 
 /// Blocked signals, read through a signalfd.
+///
+/// Blocked is not ignored: even as PID 1 of a pid namespace, where the
+/// kernel drops signals that have no handler, a blocked signal is queued
+/// and read here.
 pub struct Signals {
     fd: SignalFd,
 }
@@ -69,6 +82,12 @@ pub struct Signals {
 impl Signals {
     /// The master's: every signal in the table.
     pub fn for_master() -> io::Result<Signals> {
+        Self::block(|_| true)
+    }
+
+    /// The Lookout's: every signal in the table, like the master's (it
+    /// forwards what it does not act on, and reaps on CHLD).
+    pub fn for_lookout() -> io::Result<Signals> {
         Self::block(|_| true)
     }
 

@@ -1,11 +1,13 @@
 //! The only file with `unsafe` code: fork, `_exit`, a shared anonymous
 //! mapping, `accept4` with the peer address, the pre-exec reset of a CGI
-//! child and the pidfd that watches its exit. Each block carries its
+//! child and the pidfd that watches its exit, and the fork and exec with
+//! which the Lookout starts a socket-activated master. Each block carries its
 //! `// SAFETY:` argument; the crate root denies unsafe code everywhere else.
 //!
 //! Everything here is a thin, typed wrapper; policy (what to do after fork,
 //! what to share) lives with the callers.
 
+use std::ffi::{CStr, CString};
 use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -15,7 +17,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
-use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 use nix::unistd::{ForkResult, Pid};
 
@@ -117,38 +119,17 @@ pub fn exec_clean(cmd: &mut Command) {
     let max_fd = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as i32;
     // SAFETY: the closure runs in the child between fork and exec and only
     // makes system calls (sigprocmask, rt_sigaction, close_range, fcntl,
-    // setpgid, prctl, getppid), all async-signal-safe; it allocates nothing
-    // and takes no locks. rt_sigaction reads 32 bytes of `dfl` (the kernel's
-    // sigaction: handler, flags, restorer, an 8-byte mask) and writes
-    // nothing. Marking descriptors close-on-exec rather than closing them
-    // keeps the pipe that `Command` uses to report a failed exec (itself
-    // close-on-exec) working.
+    // setpgid, prctl, getppid), all async-signal-safe (the two helpers say
+    // why theirs are); it allocates nothing and takes no locks. Marking
+    // descriptors close-on-exec rather than closing them keeps the pipe
+    // that `Command` uses to report a failed exec (itself close-on-exec)
+    // working.
     unsafe {
         cmd.pre_exec(move || {
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(io::Error::from)?;
-            // The raw system call, not signal(3): the C library refuses to
-            // touch the real-time signals it reserves, yet a parent may have
-            // left them ignored. An all-zero kernel sigaction is SIG_DFL
-            // with no flags and an empty mask. SIGKILL and SIGSTOP fail
-            // harmlessly.
-            let dfl = [0u64; 4];
-            for sig in 1..=last_signal {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    dfl.as_ptr(),
-                    std::ptr::null_mut::<u64>(),
-                    8usize,
-                );
-            }
-            let flag = libc::CLOSE_RANGE_CLOEXEC as libc::c_uint;
-            if libc::syscall(libc::SYS_close_range, 3u32, libc::c_uint::MAX, flag) != 0 {
-                // Before Linux 5.11: one descriptor at a time.
-                for fd in 3..max_fd {
-                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                }
-            }
+            reset_dispositions(last_signal);
+            cloexec_from(3, max_fd);
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -163,6 +144,216 @@ pub fn exec_clean(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Every signal back to its default disposition, in a child between fork
+/// and exec. The raw system call, not signal(3): the C library refuses to
+/// touch the real-time signals it reserves, yet a parent may have left them
+/// ignored (and an ignored signal stays ignored across exec). An all-zero
+/// kernel sigaction is SIG_DFL with no flags and an empty mask. SIGKILL and
+/// SIGSTOP fail harmlessly.
+///
+/// # Safety
+///
+/// Async-signal-safe (system calls only, no allocation, no lock), as a
+/// child of fork must be; rt_sigaction reads 32 bytes of `dfl` (handler,
+/// flags, restorer, an 8-byte mask) and writes nothing.
+unsafe fn reset_dispositions(last_signal: libc::c_int) {
+    let dfl = [0u64; 4];
+    for sig in 1..=last_signal {
+        // SAFETY: as above; a failure leaves that one signal as it was.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+}
+
+/// Mark every descriptor from `first` up close-on-exec, in a child between
+/// fork and exec. Marking rather than closing keeps a pipe that reports a
+/// failed exec (itself close-on-exec) working.
+///
+/// # Safety
+///
+/// Async-signal-safe: close_range, or fcntl one descriptor at a time before
+/// Linux 5.11 (up to `max_fd`); neither takes a pointer.
+unsafe fn cloexec_from(first: i32, max_fd: i32) {
+    let flag = libc::CLOSE_RANGE_CLOEXEC as libc::c_uint;
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_close_range, first as u32, libc::c_uint::MAX, flag) } != 0 {
+        for fd in first..max_fd {
+            // SAFETY: as above; an unused number fails with EBADF.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+/// What [`spawn_activated`] starts: a program handed listening sockets the
+/// way systemd hands them to a socket-activated service.
+pub struct Activation<'a> {
+    /// The program to execute.
+    pub exe: &'a CStr,
+    /// Its argv, argv[0] included.
+    pub argv: &'a [CString],
+    /// Its whole environment except `LISTEN_PID`, which only the child can
+    /// know: it is added there, with the child's own pid.
+    pub env: &'a [CString],
+    /// Passed as descriptors 3, 4, ... in this order, without
+    /// close-on-exec; every other descriptor above 2 is closed on exec.
+    pub fds: &'a [BorrowedFd<'a>],
+    /// Sent to the child when this process dies.
+    pub parent_death: Signal,
+}
+
+/// Start a program as systemd starts a socket-activated service: fork, and
+/// in the child an empty signal mask and default dispositions, a session
+/// (hence a process group) of its own, the parent-death signal armed, the
+/// sockets moved to 3, 4, ..., `LISTEN_PID` set to its pid, then execve.
+/// Returns the child's pid once it has executed the program, or the error
+/// that stopped it from doing so (the child is reaped then).
+///
+/// The caller must be single-threaded (the Lookout never starts a thread);
+/// everything the child needs is prepared here before the fork.
+pub fn spawn_activated(a: &Activation<'_>) -> io::Result<Pid> {
+    let n = a.fds.len();
+    let first_free = i32::try_from(3 + n).map_err(io::Error::other)?;
+    let argv: Vec<*const libc::c_char> = a
+        .argv
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // "LISTEN_PID=" and room for any pid and its NUL; filled in the child.
+    let mut listen_pid = [0u8; 32];
+    listen_pid[..11].copy_from_slice(b"LISTEN_PID=");
+    let listen_pid = listen_pid.as_mut_ptr();
+    let envp: Vec<*const libc::c_char> = a
+        .env
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([listen_pid.cast_const().cast(), std::ptr::null()])
+        .collect();
+    let fds: Vec<i32> = a.fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut moved: Vec<i32> = vec![-1; n];
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let empty = SigSet::empty();
+    let last_signal = libc::SIGRTMAX();
+    let parent = nix::unistd::getpid().as_raw();
+    let death = a.parent_death as i32 as libc::c_ulong;
+    // SAFETY: sysconf takes no pointers.
+    let max_fd = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as i32;
+    let report_raw = report_w.as_raw_fd();
+
+    // SAFETY: the caller is single-threaded, so the child cannot inherit a
+    // lock held by another thread; the child below makes only
+    // async-signal-safe system calls on memory prepared before the fork and
+    // leaves through execve or _exit, never returning into Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the child of fork. `argv` and `envp` are NUL-terminated
+        // arrays of pointers to NUL-terminated strings that live in this
+        // copy of the parent's memory; `listen_pid` points to 32 writable
+        // bytes of which at most 11 + 10 + 1 are written; `moved` has room
+        // for `n` descriptors; `empty` is a valid sigset_t.
+        unsafe {
+            let fail = |stage: i32| -> ! {
+                let report = [stage, *libc::__errno_location()];
+                libc::write(report_raw, report.as_ptr().cast(), 8);
+                libc::_exit(127)
+            };
+            if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ref(), std::ptr::null_mut()) != 0 {
+                fail(1);
+            }
+            reset_dispositions(last_signal);
+            if libc::setsid() < 0 {
+                fail(2);
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death, 0, 0, 0) != 0 {
+                fail(3);
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1); // the parent died before the signal was armed
+            }
+            // The report pipe and every socket first go above the target
+            // range, then the sockets come down to 3, 4, ... (dup2 leaves
+            // the copies without close-on-exec).
+            let report = libc::fcntl(report_raw, libc::F_DUPFD_CLOEXEC, first_free);
+            if report < 0 {
+                fail(4);
+            }
+            let fail = |stage: i32| -> ! {
+                let rep = [stage, *libc::__errno_location()];
+                libc::write(report, rep.as_ptr().cast(), 8);
+                libc::_exit(127)
+            };
+            for (i, fd) in fds.iter().enumerate() {
+                let copy = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, first_free);
+                if copy < 0 {
+                    fail(4);
+                }
+                moved[i] = copy;
+            }
+            for (i, fd) in moved.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    fail(4);
+                }
+            }
+            cloexec_from(first_free, max_fd);
+            let mut digits = [0u8; 10];
+            let mut at = digits.len();
+            let mut value = libc::getpid() as u32;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (value % 10) as u8;
+                value /= 10;
+                if value == 0 {
+                    break;
+                }
+            }
+            let len = digits.len() - at;
+            std::ptr::copy_nonoverlapping(digits.as_ptr().add(at), listen_pid.add(11), len);
+            *listen_pid.add(11 + len) = 0;
+            libc::execve(a.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            fail(5)
+        }
+    }
+    drop(report_w);
+    let child = Pid::from_raw(pid);
+    let mut report = [0u8; 8];
+    let mut got = 0;
+    let mut file = std::fs::File::from(report_r);
+    while got < report.len() {
+        match std::io::Read::read(&mut file, &mut report[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if got == 0 {
+        return Ok(child); // the pipe closed on exec
+    }
+    let _ = nix::sys::wait::waitpid(child, None);
+    let stage = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+    let errno = io::Error::from_raw_os_error(i32::from_ne_bytes([
+        report[4], report[5], report[6], report[7],
+    ]));
+    let what = match stage {
+        1 => "signal mask",
+        2 => "setsid",
+        3 => "parent-death signal",
+        4 => "passing the sockets",
+        _ => "execve",
+    };
+    Err(io::Error::new(errno.kind(), format!("{what}: {errno}")))
 }
 
 /// pidfd_open(2): a descriptor (close-on-exec) that turns readable when the
@@ -203,6 +394,27 @@ pub fn adopt_inherited_socket(raw: i32) -> io::Result<OwnedFd> {
     // at startup before anything else in this image could have taken them,
     // and fstat above proved the descriptor is an open socket.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// The binary this process runs, as a path on disk (so that a reload, or
+/// the Lookout's next start of the master, runs the binary installed now,
+/// as systemd's `ExecStart=` would); argv[0] if the kernel says that file
+/// was replaced.
+pub fn own_binary() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .filter(|p| !p.to_string_lossy().ends_with(" (deleted)"))
+        .or_else(|| std::env::args_os().next().map(std::path::PathBuf::from))
+        .unwrap_or_else(|| std::path::PathBuf::from("/proc/self/exe"))
+}
+
+/// Give the heap's free pages back to the kernel (malloc_trim(3)): for a
+/// process that will sleep for hours holding little, after startup
+/// allocated and freed much more (parsing the command line, say).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim takes a size and touches only the allocator's own
+    // free memory, under the allocator's lock.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Remove a variable from our environment.

@@ -25,6 +25,9 @@ _spyglass() {
             spyglass,ctl)
                 cmd="spyglass__subcmd__ctl"
                 ;;
+            spyglass,lookout)
+                cmd="spyglass__subcmd__lookout"
+                ;;
             spyglass,man)
                 cmd="spyglass__subcmd__man"
                 ;;
@@ -38,7 +41,7 @@ _spyglass() {
 
     case "${cmd}" in
         spyglass)
-            opts="-w -h -V --site --cgi --cgi-timeout --cgi-pass-authorization --show-hidden --list-dirs --cache-control --listen --workers --idle-timeout --graceful-timeout --worker-timeout --log-target --log-level --access-log --control-socket --worker-max-requests --worker-max-lifetime --worker-max-memory --reload-on-change --max-request-line --max-head --max-headers --max-body --body-buffer --header-timeout --body-timeout --keepalive-timeout --write-timeout --max-requests --max-connections --proxy-protocol --trusted-proxy --proxy-headers --help --version check ctl sites completions man"
+            opts="-w -h -V --site --cgi --cgi-timeout --cgi-pass-authorization --show-hidden --list-dirs --cache-control --listen --workers --idle-timeout --graceful-timeout --worker-timeout --log-target --log-level --access-log --control-socket --worker-max-requests --worker-max-lifetime --worker-max-memory --reload-on-change --max-request-line --max-head --max-headers --max-body --body-buffer --header-timeout --body-timeout --keepalive-timeout --write-timeout --max-requests --max-connections --proxy-protocol --trusted-proxy --proxy-headers --help --version check ctl sites lookout completions man"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -348,6 +351,156 @@ _spyglass() {
                     ;;
                 --site)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spyglass__subcmd__lookout)
+            opts="-w -h --pid-file --boot-timeout --site --cgi --cgi-timeout --cgi-pass-authorization --show-hidden --list-dirs --cache-control --listen --workers --idle-timeout --graceful-timeout --worker-timeout --log-target --log-level --access-log --control-socket --worker-max-requests --worker-max-lifetime --worker-max-memory --reload-on-change --max-request-line --max-head --max-headers --max-body --body-buffer --header-timeout --body-timeout --keepalive-timeout --write-timeout --max-requests --max-connections --proxy-protocol --trusted-proxy --proxy-headers --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pid-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --boot-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --site)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgi)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgi-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --graceful-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-target)
+                    COMPREPLY=($(compgen -W "auto journald stderr" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -W "error warn info debug trace" -- "${cur}"))
+                    return 0
+                    ;;
+                --access-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-max-requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-max-lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-max-memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reload-on-change)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-request-line)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-head)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-headers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-body)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-buffer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keepalive-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --write-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-protocol)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trusted-proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-headers)
+                    COMPREPLY=($(compgen -W "x-forwarded forwarded" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -12,6 +12,7 @@ mod faults;
 mod hosting;
 mod http;
 pub mod idle;
+mod lookout;
 mod package;
 mod proxy;
 mod sdbox;

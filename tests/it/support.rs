@@ -483,11 +483,18 @@ impl Client {
 
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 16384];
-        match self.stream.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
+        loop {
+            match self.stream.read(&mut chunk) {
+                // A read with a timeout can end in EINTR with no handler
+                // involved (signal(7): after a stop and a continue); the
+                // test process's threads see such interruptions now and
+                // then under the full suite. Not an end of stream.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(0) | Err(_) => return false,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return true;
+                }
             }
         }
     }
