@@ -758,27 +758,18 @@ impl Conn {
     /// a trusted proxy says), `socket_peer` the socket's own peer when
     /// that differs, `listener` the socket's name.
     fn log_access(&self, x: &Exchange, ctx: &Ctx<'_>) {
-        let method = x.method.as_ref().map_or("-", Method::as_str);
-        let path = x.uri.as_ref().map_or("-", Uri::path);
-        let status = x.status.as_u16();
-        let bytes = self.out.body_sent();
-        let duration_us = x.started.elapsed().as_micros() as u64;
         let peer = &x.info.peer;
-        let socket_peer =
-            (x.info.socket_peer != *peer).then(|| tracing::field::display(&x.info.socket_peer));
-        tracing::info!(
-            target: crate::logging::ACCESS,
-            method,
-            path,
-            status,
-            bytes,
-            duration_us,
-            worker = ctx.pid,
-            peer = %peer,
-            socket_peer,
-            listener = &*x.info.listener,
-            "{peer} \"{method} {path}\" {status} {bytes}"
-        );
+        crate::logging::access(&crate::logging::Access {
+            method: x.method.as_ref().map_or("-", Method::as_str),
+            path: x.uri.as_ref().map_or("-", Uri::path),
+            status: x.status.as_u16(),
+            bytes: self.out.body_sent(),
+            duration_us: x.started.elapsed().as_micros() as u64,
+            worker: ctx.pid,
+            peer,
+            socket_peer: (x.info.socket_peer != *peer).then_some(&x.info.socket_peer as _),
+            listener: &x.info.listener,
+        });
     }
 }
 

@@ -27,7 +27,7 @@ use std::io::{self, Write as _};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
@@ -53,6 +53,23 @@ static JOURNAL: Mutex<Option<Journal>> = Mutex::new(None);
 static PENDING: AtomicBool = AtomicBool::new(false);
 /// Events this process could not hand to journald.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Where access events go ([`access`]): the busiest events by far, so they
+/// skip tracing's generic formatting when our own subscriber would only
+/// have written them to the journal or to stderr anyway.
+static ACCESS_SINK: AtomicU8 = AtomicU8::new(SINK_TRACING);
+/// Through `tracing` (a library user's own subscriber, or none yet).
+const SINK_TRACING: u8 = 0;
+/// Straight to the journal, as a record with fields.
+const SINK_JOURNAL: u8 = 1;
+/// As a text line on stderr, written with the others of its loop turn.
+const SINK_TEXT: u8 = 2;
+/// Not at all: the level is below INFO.
+const SINK_NONE: u8 = 3;
+/// Text access lines waiting for the end of the loop turn ([`flush_lines`]).
+static LINES: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Write the waiting lines before they pass this size, whatever the turn.
+const LINES_MAX: usize = 64 * 1024;
 
 struct Journal {
     socket: UnixDatagram,
@@ -87,16 +104,187 @@ pub fn init(target: LogTarget, level: Level) -> Option<String> {
             .with_writer(std::io::stderr)
             .with_target(false)
     });
+    let sink = match (level < Level::INFO, journal.is_some()) {
+        (true, _) => SINK_NONE,
+        (false, true) => SINK_JOURNAL,
+        (false, false) => SINK_TEXT,
+    };
     let installed = tracing_subscriber::registry()
         .with(LevelFilter::from_level(level))
         .with(journal)
         .with(text)
         .try_init();
     if installed.is_err() {
-        // A library user installed their own subscriber: theirs wins.
+        // A library user installed their own subscriber: theirs wins, and
+        // gets the access events too.
         warning = None;
+    } else {
+        ACCESS_SINK.store(sink, Relaxed);
     }
     warning
+}
+
+/// One answered request, for the access log.
+pub struct Access<'a> {
+    /// The request method (`-` when the head never parsed).
+    pub method: &'a str,
+    /// The request path.
+    pub path: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// From the head's arrival to the last byte handed to the kernel.
+    pub duration_us: u64,
+    /// The worker's pid.
+    pub worker: u32,
+    /// The client (behind a trusted proxy, the one it names).
+    pub peer: &'a dyn std::fmt::Display,
+    /// The socket's own peer, when it differs from `peer`.
+    pub socket_peer: Option<&'a dyn std::fmt::Display>,
+    /// The listener's name.
+    pub listener: &'a str,
+}
+
+/// Log an access event: a journal record with its fields, or a text line
+/// with them, or through `tracing` when the subscriber is not ours. Its
+/// fields are those the README lists (`F_METHOD`, `F_PATH`, ...).
+pub fn access(a: &Access<'_>) {
+    match ACCESS_SINK.load(Relaxed) {
+        SINK_JOURNAL => access_record(a),
+        SINK_TEXT => access_line(a),
+        SINK_NONE => {}
+        _ => {
+            let (peer, method, path, status, bytes) = (a.peer, a.method, a.path, a.status, a.bytes);
+            tracing::info!(
+                target: ACCESS,
+                method,
+                path,
+                status,
+                bytes,
+                duration_us = a.duration_us,
+                worker = a.worker,
+                peer = %peer,
+                socket_peer = a.socket_peer.map(tracing::field::display),
+                listener = a.listener,
+                "{peer} \"{method} {path}\" {status} {bytes}"
+            );
+        }
+    }
+}
+
+/// The journal record of an access event, sent as any other.
+fn access_record(a: &Access<'_>) {
+    let mut journal = lock();
+    let Some(j) = journal.as_mut() else {
+        return;
+    };
+    let mut r = Vec::with_capacity(320);
+    put(&mut r, "PRIORITY", b"6");
+    put(&mut r, "TARGET", ACCESS.as_bytes());
+    put(&mut r, "SYSLOG_IDENTIFIER", j.identifier.as_bytes());
+    let mut text = String::with_capacity(96);
+    let _ = write!(
+        text,
+        "{} \"{} {}\" {} {}",
+        a.peer, a.method, a.path, a.status, a.bytes
+    );
+    put(&mut r, "MESSAGE", text.as_bytes());
+    put(&mut r, "F_METHOD", a.method.as_bytes());
+    put(&mut r, "F_PATH", a.path.as_bytes());
+    let mut num = |r: &mut Vec<u8>, name: &str, n: u64| {
+        text.clear();
+        let _ = write!(text, "{n}");
+        put(r, name, text.as_bytes());
+    };
+    num(&mut r, "F_STATUS", u64::from(a.status));
+    num(&mut r, "F_BYTES", a.bytes);
+    num(&mut r, "F_DURATION_US", a.duration_us);
+    num(&mut r, "F_WORKER", u64::from(a.worker));
+    text.clear();
+    let _ = write!(text, "{}", a.peer);
+    put(&mut r, "F_PEER", text.as_bytes());
+    if let Some(sp) = a.socket_peer {
+        text.clear();
+        let _ = write!(text, "{sp}");
+        put(&mut r, "F_SOCKET_PEER", text.as_bytes());
+    }
+    put(&mut r, "F_LISTENER", a.listener.as_bytes());
+    j.submit(r);
+}
+
+/// The text line of an access event, as the text subscriber writes events
+/// (time, level, message, fields), kept until the end of the loop turn.
+fn access_line(a: &Access<'_>) {
+    let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
+    let out = &mut *lines;
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+    // The peer, formatted once: it appears twice.
+    let mut peer = String::with_capacity(48);
+    let _ = write!(peer, "{}", a.peer);
+    let _ = write!(
+        Writer(out),
+        "{now}  INFO {peer} \"{} {}\" {} {} method=",
+        a.method,
+        a.path,
+        a.status,
+        a.bytes
+    );
+    quoted(out, a.method);
+    out.extend_from_slice(b" path=");
+    quoted(out, a.path);
+    let _ = write!(
+        Writer(out),
+        " status={} bytes={} duration_us={} worker={} peer={peer}",
+        a.status,
+        a.bytes,
+        a.duration_us,
+        a.worker
+    );
+    if let Some(sp) = a.socket_peer {
+        let _ = write!(Writer(out), " socket_peer={sp}");
+    }
+    out.extend_from_slice(b" listener=");
+    quoted(out, a.listener);
+    out.push(b'\n');
+    if out.len() > LINES_MAX {
+        let _ = std::io::stderr().write_all(out);
+        out.clear();
+    }
+}
+
+/// A string in double quotes, escaped as `{:?}` would when it has to be
+/// (a request path is printable ASCII nearly always).
+fn quoted(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(Writer(out), "{s:?}");
+    }
+}
+
+/// Write the access lines of this loop turn (one write for all of them):
+/// the worker calls it at the end of every turn, and before it exits.
+pub fn flush_lines() {
+    let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
+    if !lines.is_empty() {
+        let _ = std::io::stderr().write_all(&lines);
+        lines.clear();
+    }
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 fn open_journal() -> io::Result<Journal> {
@@ -127,6 +315,7 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Journal>> {
 /// waits for this process's events alone) and none of the parent's queue
 /// (the parent still holds those events and sends them itself).
 pub fn after_fork() {
+    LINES.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let mut journal = lock();
     if let Some(j) = journal.as_mut() {
         if let Ok(socket) =

@@ -110,6 +110,7 @@ pub fn run(setup: Setup<'_>, app: App<'_>) -> i32 {
     if ended == Ended::Graceful {
         event_loop.handler.stop();
     }
+    crate::logging::flush_lines();
     crate::logging::flush(LOG_FLUSH);
     match ended {
         Ended::Graceful | Ended::Fast => 0,
@@ -322,6 +323,7 @@ impl<'a> EventLoop<'a> {
                     let _ = self.set_accepting(true);
                 }
             }
+            crate::logging::flush_lines();
             crate::logging::retry();
             self.publish(now);
             if self.max_requests.is_some_and(|n| self.tally.served >= n) {
