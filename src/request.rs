@@ -120,7 +120,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
         None => return Ok(Parsed::Partial),
         Some(_) => {}
     }
-    let Some(end) = find_head_end(rest) else {
+    let Some(end) = find_head_end(rest)? else {
         if rest.len() > limits.max_head {
             return Err(Error::HeadTooLarge);
         }
@@ -130,7 +130,6 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
         return Err(Error::HeadTooLarge);
     }
     let head_bytes = &rest[..end];
-    check_line_ends(head_bytes)?;
     // RFC 9110 §2.5: a message of a minor version above ours is processed
     // as our highest minor; httparse knows only 1.0 and 1.1, so it reads a
     // copy that says 1.1 (rare enough to allocate for).
@@ -267,36 +266,21 @@ fn leading_empty_lines(buf: &[u8]) -> Result<usize, Error> {
 }
 
 /// The length of the head including its final CRLF CRLF, if complete.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(p) = buf[from..].iter().position(|&b| b == b'\n') {
-        let nl = from + p;
-        // "\n\r\n" ends the head; a bare "\n\n" is rejected in check_line_ends,
-        // but must still be found so that the request is not left waiting.
-        match buf.get(nl + 1..nl + 3) {
-            Some(b"\r\n") => return Some(nl + 3),
-            _ if buf.get(nl + 1) == Some(&b'\n') => return Some(nl + 2),
-            _ => from = nl + 1,
-        }
-    }
-    None
-}
-
-/// Every LF must follow a CR and every CR precede an LF (RFC 9112 §2.2
-/// lets a recipient accept a bare LF; we refuse it, because a front end
-/// that does not would see different message boundaries).
-fn check_line_ends(head: &[u8]) -> Result<(), Error> {
-    for (i, &b) in head.iter().enumerate() {
-        let ok = match b {
-            b'\n' => i > 0 && head[i - 1] == b'\r',
-            b'\r' => head.get(i + 1) == Some(&b'\n'),
-            _ => true,
-        };
-        if !ok {
+///
+/// Every LF must follow a CR (RFC 9112 §2.2 lets a recipient accept a bare
+/// LF; we refuse it, because a front end that does not would see different
+/// message boundaries): a bare LF is an error as soon as it arrives. A CR
+/// that does not precede an LF is httparse's to refuse, wherever it stands.
+fn find_head_end(buf: &[u8]) -> Result<Option<usize>, Error> {
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        if nl == 0 || buf[nl - 1] != b'\r' {
             return Err(Error::Malformed("bare CR or LF"));
         }
+        if nl >= 3 && &buf[nl - 3..nl - 1] == b"\r\n" {
+            return Ok(Some(nl + 1));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// httparse reports any version other than 1.0 and 1.1 the same way, and a
@@ -350,7 +334,12 @@ fn parse_target(method: &Method, target: &str) -> Result<Uri, Error> {
             Some(a) if !a.host.is_empty() && a.port.is_some_and(|p| !p.is_empty()) => {}
             _ => return Err(Error::Malformed("invalid authority-form target")),
         }
-    } else if let Some((_, rest)) = target.split_once("://") {
+    } else if let Some((_, rest)) = (!target.starts_with('/') && target != "*")
+        .then(|| target.split_once("://"))
+        .flatten()
+    {
+        // Absolute-form only: an origin-form target may carry "://" in its
+        // path or query (`/go?to=http://user@host`), which is no authority.
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
         let auth = &rest.as_bytes()[..end];
         if auth.contains(&b'@') {

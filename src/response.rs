@@ -98,6 +98,8 @@ pub fn write_head(
     request_version: Version,
     date: &[u8],
 ) {
+    // One allocation for the whole head, nearly always.
+    out.reserve(192 + headers.len() * 48);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -119,7 +121,9 @@ pub fn write_head(
         | Framing::NoBody {
             content_length: Some(n),
         } => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::NoBody {

@@ -152,6 +152,10 @@ fn strict_origin_server() {
         b"GET http://[1.2.3.4]/ HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
         b"GET http://:80/ HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
         b"GET http://a%zz/ HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        // RFC 9112 §3.2.1: an origin-form target has no authority, whatever
+        // its path or query holds (a URL passed along, say).
+        b"GET /go?to=http://user@host HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
+        b"GET /a://[bad HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
         // RFC 9112 §3.2.3: authority-form is uri-host ":" port.
         b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n" => Done(Framing::None, true);
         b"CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n" => Done(Framing::None, true);
