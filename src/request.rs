@@ -269,11 +269,12 @@ fn leading_empty_lines(buf: &[u8]) -> Result<usize, Error> {
 ///
 /// Every LF must follow a CR (RFC 9112 §2.2 lets a recipient accept a bare
 /// LF; we refuse it, because a front end that does not would see different
-/// message boundaries): a bare LF is an error as soon as it arrives. A CR
-/// that does not precede an LF is httparse's to refuse, wherever it stands.
+/// message boundaries): a bare LF is an error as soon as it arrives, and so
+/// is a bare CR before a line's end (`\r\r\n`, which could never end the
+/// head). A bare CR inside a line is httparse's to refuse.
 fn find_head_end(buf: &[u8]) -> Result<Option<usize>, Error> {
     for nl in memchr::memchr_iter(b'\n', buf) {
-        if nl == 0 || buf[nl - 1] != b'\r' {
+        if nl == 0 || buf[nl - 1] != b'\r' || (nl >= 2 && buf[nl - 2] == b'\r') {
             return Err(Error::Malformed("bare CR or LF"));
         }
         if nl >= 3 && &buf[nl - 3..nl - 1] == b"\r\n" {

@@ -261,6 +261,9 @@ fn line_endings() {
         b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n" => BAD;
         b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n" => BAD;
         b"GET /\r HTTP/1.1\r\nHost: a\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\rHost: a\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\r\n\r\n" => BAD;
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n" => BAD;
     }
 }
 
