@@ -30,8 +30,13 @@ std::thread_local! {
     static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Spare input buffers kept at most (64 x 2 KiB).
-const SPARE_MAX: usize = 64;
+/// Spare input buffers kept at most (16 x 2 KiB).
+const SPARE_MAX: usize = 16;
+
+/// Let the spare buffers go (an idle worker keeps none).
+pub fn drop_spares() {
+    let _ = SPARE.try_with(|s| *s.borrow_mut() = Vec::new());
+}
 
 impl InBuf {
     pub fn new() -> InBuf {

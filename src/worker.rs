@@ -575,6 +575,19 @@ impl<'a> EventLoop<'a> {
                 self.with_conn(i, now, |conn, ctx| conn.expire(ctx));
             }
         }
+        if self.open == 0 && !self.conns.is_empty() {
+            self.let_go();
+        }
+    }
+
+    /// No connection is left: give back what the last burst of them held
+    /// (the connection table, spare buffers, freed heap), so that an idle
+    /// worker is as small as a fresh one.
+    fn let_go(&mut self) {
+        self.conns = Vec::new();
+        self.free = Vec::new();
+        crate::buffers::drop_spares();
+        crate::sys::trim_heap();
     }
 }
 
