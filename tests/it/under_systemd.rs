@@ -1111,6 +1111,7 @@ const ALTERNATIVES: &[(&str, &str)] = &[
     ("ProtectHome=tmpfs", "ProtectHome=yes"),
     ("PrivateNetwork=yes", "IPAddressDeny=any"),
     ("IPAddressDeny=any", "PrivateNetwork=yes"),
+    ("DevicePolicy=closed", "PrivateDevices=yes"),
 ];
 
 /// Directives worth measuring as additions, each tried only where the
@@ -1203,12 +1204,25 @@ fn sandbox_variants(shipped: &str) -> Vec<Variant> {
 /// Run with
 /// `cargo test --release --test it sandbox_cost_table -- --ignored --nocapture`
 /// (as root under `chrt -f 1` on a loaded machine, as for
-/// [`coldstart_under_systemd`]).
+/// [`coldstart_under_systemd`]). `SPYGLASS_VARIANTS` and `SPYGLASS_ROUNDS`
+/// narrow it down (see the body).
 #[test]
 #[ignore = "a benchmark; run explicitly"]
 fn sandbox_cost_table() {
     let shipped = shipped("spyglass.service");
-    run_table(&sandbox_variants(&shipped), 20);
+    let mut variants = sandbox_variants(&shipped);
+    // SPYGLASS_VARIANTS=label,label,... measures only those (the shipped
+    // unit always, first), SPYGLASS_ROUNDS=N takes N rounds: to settle a
+    // few close figures with more rounds than the whole table affords.
+    if let Ok(only) = std::env::var("SPYGLASS_VARIANTS") {
+        let only: Vec<&str> = only.split(',').map(str::trim).collect();
+        variants.retain(|v| v.label == "shipped" || only.contains(&v.label.as_str()));
+    }
+    let rounds = std::env::var("SPYGLASS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    run_table(&variants, rounds);
 }
 
 /// Boot one box with every variant as its own site (units `sbNN`, port
