@@ -452,11 +452,14 @@ fn workers_are_recycled_after_their_requests_gracefully() {
     // Each replaced worker ran its handler's stop hook after its last
     // request, having answered at least its share (a worker due for
     // replacement serves on until its successor has booted).
-    let log = c.proc.log.text();
     assert!(
-        log.contains("event=\"recycle\"") && log.contains("reason=\"max-requests\""),
-        "{log}"
+        c.proc.log.wait_for("reason=\"max-requests\"", T)
+            && wait_until(T, || c.proc.log.count(" stopping after ") >= 2),
+        "{}",
+        c.proc.log.text()
     );
+    let log = c.proc.log.text();
+    assert!(log.contains("event=\"recycle\""), "{log}");
     let stopped: Vec<u64> = log
         .lines()
         .filter_map(|l| {
@@ -503,7 +506,11 @@ fn workers_are_recycled_by_age_and_by_memory() {
             >= 1
     );
     assert_eq!(hammer(c.addr, 50), 50);
-    assert!(c.proc.log.text().contains("reason=\"max-memory\""));
+    assert!(
+        c.proc.log.wait_for("reason=\"max-memory\"", T),
+        "{}",
+        c.proc.log.text()
+    );
 }
 
 #[test]

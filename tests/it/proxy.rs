@@ -269,12 +269,19 @@ fn proxy_header_table() {
     let (out, took) = send(r.addr, b"PROXY TCP4 192.0.2.1 19", false);
     assert_eq!(out, "");
     assert!(took >= Duration::from_millis(1900), "closed after {took:?}");
-    // Each refusal is told at debug level with the real peer and why.
-    assert!(
-        r.proc.log.wait_for("reason=\"PROXY header too long\"", T),
-        "{}",
-        r.proc.log.text()
-    );
+    // Each refusal is told at debug level with the real peer and why. The
+    // line may follow the close the client saw: wait for each reason.
+    for reason in [
+        "reason=\"PROXY header too long\"",
+        "reason=\"timed out\"",
+        "reason=\"no PROXY header\"",
+    ] {
+        assert!(
+            r.proc.log.wait_for(reason, T),
+            "{reason}: {}",
+            r.proc.log.text()
+        );
+    }
     let log = r.proc.log.text();
     let refusals = log
         .lines()
@@ -286,12 +293,7 @@ fn proxy_header_table() {
             .all(|l| l.contains("peer=127.0.0.1:") && l.contains("reason=")),
         "{refusals:#?}"
     );
-    assert!(refusals.iter().any(|l| l.contains("reason=\"timed out\"")));
-    assert!(
-        refusals
-            .iter()
-            .any(|l| l.contains("reason=\"no PROXY header\""))
-    );
+    assert!(refusals.len() >= 3, "{refusals:#?}");
     // Nothing of it hurt the server.
     let (out, _) = send(
         r.addr,

@@ -140,40 +140,60 @@ impl Notify {
 
 /// Lines a child wrote to stderr, gathered by a thread.
 #[derive(Clone, Default)]
-pub struct Log(Arc<(Mutex<String>, Condvar)>);
+pub struct Log(Arc<(Mutex<Lines>, Condvar)>);
+
+/// What the thread has gathered, and whether the stream has ended (every
+/// holder of the pipe's write end, the child and its children, is gone).
+#[derive(Default)]
+pub struct Lines {
+    text: String,
+    closed: bool,
+}
 
 impl Log {
     fn collect(self, stream: impl Read + Send + 'static) {
         std::thread::spawn(move || {
             let mut r = BufReader::new(stream);
             let mut line = String::new();
+            let (m, cv) = &*self.0;
             while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                let (m, cv) = &*self.0;
-                m.lock().unwrap().push_str(&line);
+                m.lock().unwrap().text.push_str(&line);
                 cv.notify_all();
                 line.clear();
             }
+            m.lock().unwrap().closed = true;
+            cv.notify_all();
         });
     }
 
     pub fn text(&self) -> String {
-        self.0.0.lock().unwrap().clone()
+        self.0.0.lock().unwrap().text.clone()
     }
 
     /// Wait until the log contains `what`.
     pub fn wait_for(&self, what: &str, timeout: Duration) -> bool {
+        self.wait(timeout, |l| l.text.contains(what))
+    }
+
+    /// Wait until the stream has ended, so that `text` holds every line the
+    /// process wrote; false if something still holds the pipe open.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        self.wait(timeout, |l| l.closed)
+    }
+
+    fn wait(&self, timeout: Duration, done: impl Fn(&Lines) -> bool) -> bool {
         let (m, cv) = &*self.0;
         let end = Instant::now() + timeout;
-        let mut text = m.lock().unwrap();
+        let mut lines = m.lock().unwrap();
         loop {
-            if text.contains(what) {
+            if done(&lines) {
                 return true;
             }
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            text = cv.wait_timeout(text, left).unwrap().0;
+            lines = cv.wait_timeout(lines, left).unwrap().0;
         }
     }
 
@@ -367,6 +387,11 @@ impl Proc {
                 got.is_some()
             });
             self.status = got;
+            // Its last lines may still be in the pipe: read them before
+            // anyone looks at the log (bounded: a grandchild may hold it).
+            if self.status.is_some() {
+                self.log.wait_closed(Duration::from_secs(5));
+            }
         }
         self.status
     }
