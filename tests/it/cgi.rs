@@ -598,15 +598,10 @@ fn cgi_never_blocks_the_worker() {
     slow.send(b"GET /cgi-bin/stall.sh HTTP/1.1\r\nHost: h\r\n\r\n");
     // The script is running and stalled once it has opened the FIFO.
     let mut w = fifo_writer(&fifo, T).expect("the script opens the FIFO");
-    // The only worker answers others meanwhile.
-    let started = Instant::now();
+    // The only worker answers others meanwhile: the script stays stalled
+    // until the FIFO is written below, so an answer at all proves it.
     let res = get(r.addr, "/hello.txt");
     assert_eq!((res.status, res.text().as_str()), (200, "hello\n"));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
     w.write_all(b"released\n").unwrap();
     drop(w);
     let res = slow.response().expect("the script's response");
