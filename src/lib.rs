@@ -33,6 +33,7 @@
 mod buffers;
 pub mod cgi;
 mod channel;
+mod children;
 pub mod cli;
 pub mod config;
 mod conn;

@@ -55,8 +55,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use nix::sys::wait::WaitStatus;
 
 use crate::config::{Config, LookoutConfig};
 use crate::listeners::{ListenError, Listeners};
@@ -66,12 +65,13 @@ use crate::sys;
 
 pub use pidfile::PidFileError;
 
+use crate::children::{self, describe};
 use backoff::{Backoff, End};
 use launch::Launch;
 use notices::Notices;
 use pidfile::PidFile;
 use refusal::Refusals;
-use started::{Master, describe};
+use started::Master;
 
 /// After a stop's own deadline (the graceful timeout for TERM), this much
 /// more before the master's process group is killed.
@@ -358,16 +358,7 @@ impl Lookout {
     /// Collect every child that exited, the master and orphans alike,
     /// until none is left.
     fn reap_all(&mut self) {
-        loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(s) => s,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lookout: waitpid failed");
-                    return;
-                }
-            };
+        while let Some(status) = children::next_exited() {
             let Some(pid) = status.pid() else { continue };
             if self.master.as_ref().is_some_and(|m| m.pid == pid) {
                 self.master_exited(&status);

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use super::notices::Notice;
@@ -96,18 +95,5 @@ impl Master {
         if killpg(self.pid, Signal::SIGKILL).is_err() {
             let _ = kill(self.pid, Signal::SIGKILL);
         }
-    }
-}
-
-/// How a child ended, for the log: an exit status or a signal name.
-pub fn describe(status: &WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exit status {code}"),
-        WaitStatus::Signaled(_, sig, core) => format!(
-            "killed by {}{}",
-            sig.as_str(),
-            if *core { " (core dumped)" } else { "" }
-        ),
-        other => format!("{other:?}"),
     }
 }

@@ -6,13 +6,13 @@
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{Pid, getpid};
 
 use super::{MAX_WORKERS, Master, Phase};
 use crate::channel::{Channel, ToMaster, ToWorker};
+use crate::children::{self, describe};
 use crate::handler::{Handler, Request, Response, WorkerInfo, status_response};
 use crate::scoreboard::now_ms;
 use crate::sys::{self, Forked};
@@ -164,16 +164,7 @@ impl Master<'_> {
 
     /// Collect every child that exited, until none is left.
     pub(super) fn reap_all(&mut self) {
-        loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(s) => s,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "waitpid failed");
-                    return;
-                }
-            };
+        while let Some(status) = children::next_exited() {
             let Some(pid) = status.pid() else { continue };
             if self
                 .checking
@@ -494,20 +485,5 @@ pub(super) fn refuser()
         Ok(Box::new(|_: Request| -> Response {
             status_response(http::StatusCode::SERVICE_UNAVAILABLE)
         }))
-    }
-}
-
-/// How a child ended, for the log: an exit code or a signal name.
-pub(super) fn describe(status: &WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exit code {code}"),
-        WaitStatus::Signaled(_, sig, core) => {
-            format!(
-                "killed by {}{}",
-                sig.as_str(),
-                if *core { " (core dumped)" } else { "" }
-            )
-        }
-        other => format!("{other:?}"),
     }
 }

@@ -12,8 +12,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use super::pool::describe;
 use super::{Master, Phase};
+use crate::children::describe;
 use crate::scoreboard::now_ms;
 
 /// The configuration check before a reload.

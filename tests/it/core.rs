@@ -754,7 +754,7 @@ fn a_reload_whose_configuration_check_fails_is_refused() {
     );
     let log = p.log.text();
     assert!(
-        log.contains("(exit code 78): spyglass: ROOT '") && log.contains("is not a directory"),
+        log.contains("(exit status 78): spyglass: ROOT '") && log.contains("is not a directory"),
         "{log}"
     );
     assert!(p.notified("RELOADING=1", Duration::ZERO).is_none());
