@@ -28,6 +28,18 @@ struct Ctl {
 }
 
 impl Ctl {
+    /// Wait until every one of these workers has been replaced.
+    fn all_replaced(&self, first: &[i32]) -> bool {
+        wait_until(T, || self.proc.workers().iter().all(|p| !first.contains(p)))
+    }
+
+    /// Workers recycled for this reason, as `ctl status` counts them.
+    fn recycled(&self, reason: &str) -> u64 {
+        self.status()["master"]["recycled"][reason]
+            .as_u64()
+            .expect("a count")
+    }
+
     fn spyglass(extra: &[&str]) -> Ctl {
         let site = site();
         let launch = Launch::spyglass().arg(site.path().to_str().unwrap());
@@ -440,15 +452,11 @@ fn workers_are_recycled_after_their_requests_gracefully() {
     let first = c.proc.workers();
     assert_eq!(hammer(c.addr, 200), 200, "every request answered");
     assert!(
-        wait_until(T, || c.proc.workers().iter().all(|p| !first.contains(p))),
+        c.all_replaced(&first),
         "{first:?} -> {:?}",
         c.proc.workers()
     );
-    let s = c.status();
-    assert!(
-        s["master"]["recycled"]["max-requests"].as_u64().unwrap() >= 2,
-        "{s}"
-    );
+    assert!(c.recycled("max-requests") >= 2, "{}", c.status());
     // Each replaced worker ran its handler's stop hook after its last
     // request, having answered at least its share (a worker due for
     // replacement serves on until its successor has booted).
@@ -477,34 +485,16 @@ fn workers_are_recycled_after_their_requests_gracefully() {
 fn workers_are_recycled_by_age_and_by_memory() {
     let c = Ctl::spyglass(&["--workers", "1", "--worker-max-lifetime", "1s"]);
     let first = c.proc.workers();
-    assert!(wait_until(T, || c
-        .proc
-        .workers()
-        .iter()
-        .all(|p| !first.contains(p))));
-    assert!(
-        c.status()["master"]["recycled"]["max-lifetime"]
-            .as_u64()
-            .unwrap()
-            >= 1
-    );
+    assert!(c.all_replaced(&first));
+    assert!(c.recycled("max-lifetime") >= 1);
     assert_eq!(get(c.addr, "/hello.txt").status, 200);
 
     // Any worker is bigger than 64 KiB: each is replaced as soon as the
     // master looks, one at a time, while requests keep being answered.
     let c = Ctl::spyglass(&["--workers", "1", "--worker-max-memory", "64K"]);
     let first = c.proc.workers();
-    assert!(wait_until(T, || c
-        .proc
-        .workers()
-        .iter()
-        .all(|p| !first.contains(p))));
-    assert!(
-        c.status()["master"]["recycled"]["max-memory"]
-            .as_u64()
-            .unwrap()
-            >= 1
-    );
+    assert!(c.all_replaced(&first));
+    assert!(c.recycled("max-memory") >= 1);
     assert_eq!(hammer(c.addr, 50), 50);
     assert!(
         c.proc.log.wait_for("reason=\"max-memory\"", T),

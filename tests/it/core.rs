@@ -232,14 +232,11 @@ fn idle_exits_lose_no_connection() {
     let requests = 150;
     let client = std::thread::spawn(move || {
         let mut answered = 0;
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         for i in 0..requests {
             // Random gaps around the 150 ms idle timeout, so that many
             // requests land while an instance is exiting.
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            std::thread::sleep(Duration::from_millis(seed % 300));
+            std::thread::sleep(Duration::from_millis(rng.next() % 300));
             let mut s = TcpStream::connect(addr).expect("connect");
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
             s.write_all(

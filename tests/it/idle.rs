@@ -337,25 +337,6 @@ const HEADS: &[&[u8]] = &[
     b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n",
 ];
 
-/// A small xorshift generator; the seed is printed so a failure reproduces
-/// (`SPYGLASS_SEED=...`).
-pub struct Rng(pub u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-}
-
 /// Draw one connection's traffic: one to three requests back to back (some
 /// with junk between or after them), cut at a random point or not, the
 /// response read in full, in part or not at all, ended by FIN, RST, a plain

@@ -344,15 +344,12 @@ fn zero_loss_across_many_idle_exits() {
         ],
     );
     let requests = 300;
-    let mut rng = 0x853c_49e6_748f_ea9b_u64;
+    let mut rng = Rng(0x853c_49e6_748f_ea9b);
     let mut failures = Vec::new();
     for i in 0..requests {
         // Random gaps around the idle timeout: many requests land just as a
         // master decides to exit, or while it is exiting.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(150 + rng % 250));
+        std::thread::sleep(Duration::from_millis(150 + rng.next() % 250));
         match try_get(l.addr, &format!("/probe/{i}")) {
             Some((404, _)) => {}
             other => failures.push((i, other)),

@@ -309,25 +309,10 @@ fn host_snapshot(files: &BTreeSet<String>) -> Vec<String> {
     out
 }
 
-/// `sh -c SCRIPT` in the box; its stdout, after asserting it succeeded.
-fn sh(sd: &SdBox, script: &str) -> String {
-    let out = sd.exec(&["sh", "-c", script]);
-    assert!(
-        out.status.success(),
-        "in the box: {script}\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn apt(sd: &SdBox, args: &str) -> String {
-    sh(
-        sd,
-        &format!(
-            "DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends {args} 2>&1"
-        ),
-    )
+    sd.sh(&format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends {args} 2>&1"
+    ))
 }
 
 /// One GET on a new connection: the status and body, or None.
@@ -377,7 +362,7 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
     };
     // A container's /usr/sbin/policy-rc.d (exit 101) would keep deb-systemd-invoke from
     // stopping anything on removal; a real host has none. Box-private, like all of /usr here.
-    sh(&sd, "rm -f /usr/sbin/policy-rc.d");
+    sd.sh("rm -f /usr/sbin/policy-rc.d");
     sd.stage(&debs.first, "/run/spyglass-test/first/spyglass.deb")
         .unwrap();
     sd.stage(&debs.upgrade, "/run/spyglass-test/upgrade/spyglass.deb")
@@ -385,7 +370,10 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
 
     // 1. Installed: in place, and nothing enabled, started or listening.
     apt(&sd, "install /run/spyglass-test/first/spyglass.deb");
-    assert!(sh(&sd, "dpkg -s spyglass").contains("Status: install ok installed"));
+    assert!(
+        sd.sh("dpkg -s spyglass")
+            .contains("Status: install ok installed")
+    );
     // The service's [Install] has only Also=spyglass.socket: "indirect" is its disabled.
     for (unit, state) in [
         ("spyglass.socket", "disabled"),
@@ -399,7 +387,7 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
         );
     }
     assert_quiet(&sd, "after install");
-    assert_eq!(sh(&sd, "find /etc/systemd/system -name '*spyglass*'"), "");
+    assert_eq!(sd.sh("find /etc/systemd/system -name '*spyglass*'"), "");
     assert_eq!(
         host_snapshot(&files),
         before,
@@ -409,22 +397,19 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
         sd.show("spyglass.service", "ExecStart")
             .contains("path=/usr/bin/spyglass ")
     );
-    let version = sh(&sd, "spyglass --version");
+    let version = sd.sh("spyglass --version");
     assert!(
         version.starts_with(&format!("spyglass {VERSION}")),
         "{version}"
     );
-    let page = sh(&sd, "MANPAGER=cat MANWIDTH=80 man spyglass 2>&1");
+    let page = sd.sh("MANPAGER=cat MANWIDTH=80 man spyglass 2>&1");
     assert!(page.contains("EXIT STATUS"), "{page}");
-    let bash = sh(
-        &sd,
-        "bash -c '. /usr/share/bash-completion/completions/spyglass && complete -p spyglass'",
-    );
+    let bash = sd
+        .sh("bash -c '. /usr/share/bash-completion/completions/spyglass && complete -p spyglass'");
     assert!(bash.contains("_spyglass"), "{bash}");
 
     // 2. The admin's part: a site, a shorter idle timeout (a drop-in), the socket enabled.
-    sh(
-        &sd,
+    sd.sh(
         "mkdir -p /srv/www /etc/systemd/system/spyglass.service.d && \
          printf 'hello\\n' > /srv/www/hello.txt && chmod -R a+rX /srv/www && \
          printf '[Service]\\nEnvironment=SPYGLASS_IDLE_TIMEOUT=2s\\n' \
@@ -435,14 +420,14 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
     assert_eq!(sd.show("spyglass.service", "ActiveState"), "inactive");
     let link = "/etc/systemd/system/sockets.target.wants/spyglass.socket";
     assert_eq!(
-        sh(&sd, &format!("readlink {link}")).trim(),
+        sd.sh(&format!("readlink {link}")).trim(),
         "/usr/lib/systemd/system/spyglass.socket"
     );
 
     // 3. A request starts the packaged binary; idle, it exits and the socket stays.
     assert_eq!(get(&sd, "/hello.txt"), Some((200, "hello\n".into())));
     let main = sd.show("spyglass.service", "MainPID");
-    let exe = sh(&sd, &format!("readlink /proc/{main}/exe"));
+    let exe = sd.sh(&format!("readlink /proc/{main}/exe"));
     assert_eq!(exe.trim(), "/usr/bin/spyglass");
     assert!(
         wait_until(T, || sd.show("spyglass.service", "ActiveState")
@@ -453,27 +438,20 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
     assert_eq!(sd.show("spyglass.socket", "SubState"), "listening");
 
     // A site of the templates, added as the README says, awake for good.
-    sh(
-        &sd,
+    sd.sh(
         "mkdir -p /srv/www/blog /etc/systemd/system/spyglass@.service.d && \
          printf 'blog\\n' > /srv/www/blog/hello.txt && chmod -R a+rX /srv/www && \
          printf '[Service]\\nEnvironment=SPYGLASS_IDLE_TIMEOUT=infinity\\n' \
            > /etc/systemd/system/spyglass@.service.d/idle.conf && \
          systemctl daemon-reload && systemctl enable --now spyglass@blog.socket",
     );
-    let blog = || {
-        sh(
-            &sd,
-            "curl -sS --unix-socket /run/spyglass/blog.sock http://blog/hello.txt",
-        )
-    };
+    let blog = || sd.sh("curl -sS --unix-socket /run/spyglass/blog.sock http://blog/hello.txt");
     assert_eq!(blog(), "blog\n");
     let blog_main = sd.show("spyglass@blog.service", "MainPID");
 
     // 4. An upgrade while it runs: the same process re-executes the new binary (SIGHUP),
     //    the socket is not restarted, and it goes on serving. The site too.
-    sh(
-        &sd,
+    sd.sh(
         "printf '[Service]\\nEnvironment=SPYGLASS_IDLE_TIMEOUT=infinity\\n' \
            > /etc/systemd/system/spyglass.service.d/idle.conf && systemctl daemon-reload",
     );
@@ -482,7 +460,7 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
     let socket_since = sd.show("spyglass.socket", "ActiveEnterTimestampMonotonic");
     apt(&sd, "install /run/spyglass-test/upgrade/spyglass.deb");
     let exe = || {
-        sh(&sd, &format!("readlink /proc/{main}/exe"))
+        sd.sh(&format!("readlink /proc/{main}/exe"))
             .trim()
             .to_owned()
     };
@@ -508,7 +486,7 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
         "the socket was restarted"
     );
     assert_eq!(get(&sd, "/hello.txt"), Some((200, "hello\n".into())));
-    let exe = sh(&sd, &format!("readlink /proc/{blog_main}/exe"));
+    let exe = sd.sh(&format!("readlink /proc/{blog_main}/exe"));
     assert_eq!(
         exe.trim(),
         "/usr/bin/spyglass",
@@ -529,16 +507,17 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
     for unit in ["spyglass@blog.socket", "spyglass@blog.service"] {
         assert_eq!(sd.show(unit, "ActiveState"), "inactive", "{unit}");
     }
-    sh(&sd, "test ! -e /run/spyglass/blog.sock");
-    sh(&sd, "test ! -e /usr/bin/spyglass");
-    assert!(sh(&sd, "dpkg -s spyglass || true").contains("Status: deinstall ok config-files"));
+    sd.sh("test ! -e /run/spyglass/blog.sock");
+    sd.sh("test ! -e /usr/bin/spyglass");
+    assert!(
+        sd.sh("dpkg -s spyglass || true")
+            .contains("Status: deinstall ok config-files")
+    );
 
     // 6. apt purge: no enablement link, no helper state, no package record, no file.
     apt(&sd, "purge spyglass");
-    let left = sh(
-        &sd,
-        "find /etc/systemd/system /var/lib/systemd /var/lib/dpkg/info -name '*spyglass*'",
-    );
+    let left =
+        sd.sh("find /etc/systemd/system /var/lib/systemd /var/lib/dpkg/info -name '*spyglass*'");
     // Only the admin's own drop-in directories, which are theirs to keep or remove.
     let left: BTreeSet<&str> = left.lines().collect();
     assert_eq!(
@@ -550,13 +529,10 @@ fn installed_with_apt_it_starts_nothing_serves_and_purges_clean() {
         "left after purge"
     );
     let list: Vec<String> = files.iter().map(|f| format!("'{f}'")).collect();
-    let left = sh(
-        &sd,
-        &format!(
-            "for f in {}; do test ! -e \"$f\" || echo \"$f\"; done",
-            list.join(" ")
-        ),
-    );
+    let left = sd.sh(&format!(
+        "for f in {}; do test ! -e \"$f\" || echo \"$f\"; done",
+        list.join(" ")
+    ));
     assert_eq!(left, "", "left after purge");
     let dpkg = sd.exec(&["dpkg", "-s", "spyglass"]);
     assert!(!dpkg.status.success(), "{dpkg:?}");

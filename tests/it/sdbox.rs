@@ -446,6 +446,18 @@ impl SdBox {
             .expect("spawn nsenter")
     }
 
+    /// `sh -c SCRIPT` inside the box; its stdout, after asserting it succeeded.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.exec(&["sh", "-c", script]);
+        assert!(
+            out.status.success(),
+            "in the box: {script}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `systemctl ARGS` inside the box.
     pub fn systemctl(&self, args: &[&str]) -> Output {
         self.exec(&[&["systemctl", "--no-pager"], args].concat())

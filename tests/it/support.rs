@@ -810,3 +810,24 @@ pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &
     c.send(raw.as_bytes());
     c.response_to(method).expect("a response")
 }
+
+/// A small xorshift generator for the randomized tests: the same seed, the
+/// same draws, so a failure reproduces from the seed it prints.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+}

@@ -277,16 +277,13 @@ fn zero_loss_across_many_idle_exits() {
         return;
     };
     let requests = 300;
-    let mut rng = 0x853c_49e6_748f_ea9b_u64;
+    let mut rng = Rng(0x853c_49e6_748f_ea9b);
     let mut answered = 0;
     let mut failures = Vec::new();
     for i in 0..requests {
         // Random gaps around the idle timeout: many requests land just as an
         // instance decides to exit, or while it is exiting.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(150 + rng % 250));
+        std::thread::sleep(Duration::from_millis(150 + rng.next() % 250));
         match spy.request(&format!("/probe/{i}")) {
             Some((404, _)) => answered += 1,
             other => failures.push((i, other)),
@@ -336,7 +333,7 @@ fn zero_loss_and_an_idle_exit_after_every_hostile_burst() {
     };
     let seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
     eprintln!("hostile bursts: seed {seed}");
-    let mut rng = crate::idle::Rng(seed);
+    let mut rng = Rng(seed);
     let (bursts, mut real, mut hostile) = (20, 0, 0);
     let mut failures = Vec::new();
     for b in 0..bursts {
@@ -1243,16 +1240,13 @@ fn run_table(variants: &[Variant], rounds: usize) {
     let before = load();
     let mut samples = vec![Vec::new(); variants.len()];
     let mut order: Vec<usize> = (0..variants.len()).collect();
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for _ in 0..rounds {
         // A new order each round (Fisher-Yates, fixed seed): the kernel
         // finishes tearing a stopped service's namespaces down after it is
         // gone, and that work must not always fall on the same next variant.
         for k in (1..order.len()).rev() {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            order.swap(k, (rng % (k as u64 + 1)) as usize);
+            order.swap(k, rng.below(k + 1));
         }
         for &i in &order {
             match cold_start(&sd, &name(i), port(i)) {
