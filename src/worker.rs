@@ -575,7 +575,9 @@ impl<'a> EventLoop<'a> {
                 self.with_conn(i, now, |conn, ctx| conn.expire(ctx));
             }
         }
-        if self.open == 0 && !self.conns.is_empty() {
+        // Idle for a whole sweep, not between two connections of a burst.
+        let quiet = now.saturating_sub(self.tally.last_active) >= self.sweep_every;
+        if self.open == 0 && quiet && !self.conns.is_empty() {
             self.let_go();
         }
     }
