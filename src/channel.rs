@@ -73,10 +73,11 @@ impl Channel {
         Ok((Channel { sock: a }, Channel { sock: b }))
     }
 
-    /// The end handed over by our previous image on reload.
-    pub fn adopt(sock: OwnedFd) -> io::Result<Channel> {
-        set_nonblocking(&sock)?;
-        Ok(Channel { sock })
+    /// The end handed over by our previous image on reload. Every send and
+    /// receive passes MSG_DONTWAIT, so the descriptor's own flags do not
+    /// matter.
+    pub fn adopt(sock: OwnedFd) -> Channel {
+        Channel { sock }
     }
 
     /// Send to the worker; `WouldBlock` if its queue is full (a worker
@@ -121,11 +122,10 @@ impl Channel {
     /// The next message from the master: `Ok(None)` when none is waiting,
     /// `Err(UnexpectedEof)` once the master is gone.
     pub fn recv_from_master(&self) -> io::Result<Option<ToWorker>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let Some(n) = self.recv(&mut buf)? else {
+        let Some(buf) = self.recv()? else {
             return Ok(None);
         };
-        let m = &buf[..n];
+        let m = &buf[..];
         Ok(Some(match m.first() {
             Some(b'S') => ToWorker::Stop,
             Some(b'C') if m.len() >= 5 => {
@@ -146,11 +146,10 @@ impl Channel {
 
     /// The next message from a worker, as [`Channel::recv_from_master`].
     pub fn recv_from_worker(&self) -> io::Result<Option<ToMaster>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let Some(n) = self.recv(&mut buf)? else {
+        let Some(buf) = self.recv()? else {
             return Ok(None);
         };
-        let m = &buf[..n];
+        let m = &buf[..];
         Ok(Some(match m.first() {
             Some(b'B') => ToMaster::Booted,
             Some(b'X') => ToMaster::Spent,
@@ -174,12 +173,27 @@ impl Channel {
         }
     }
 
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    /// The next message, if one is waiting. Its size is asked first
+    /// (MSG_PEEK | MSG_TRUNC), so that the common answer, none waiting,
+    /// costs one call and no buffer.
+    fn recv(&self) -> io::Result<Option<Vec<u8>>> {
+        let Some(size) = self.recv_into(&mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)? else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; size.min(MAX_MESSAGE)];
+        let Some(n) = self.recv_into(&mut buf, MsgFlags::empty())? else {
+            return Ok(None);
+        };
+        buf.truncate(n);
+        Ok(Some(buf))
+    }
+
+    fn recv_into(&self, buf: &mut [u8], flags: MsgFlags) -> io::Result<Option<usize>> {
         loop {
             match recv(
                 std::os::fd::AsRawFd::as_raw_fd(&self.sock),
                 buf,
-                MsgFlags::MSG_DONTWAIT,
+                flags | MsgFlags::MSG_DONTWAIT,
             ) {
                 // Messages are never empty: a zero read is the end.
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -196,13 +210,6 @@ impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }
 
 #[cfg(test)]

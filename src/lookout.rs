@@ -175,7 +175,7 @@ impl Lookout {
         let listeners =
             Listeners::take_or_bind(&config.listen, None).map_err(|e| release(Error::Listen(e)))?;
         let set_up = || -> io::Result<(Signals, Notices)> {
-            let signals = Signals::for_lookout()?;
+            let signals = Signals::all()?;
             if nix::unistd::getpid().as_raw() != 1 {
                 // Orphans of the master's tree come to us, not to init.
                 nix::sys::prctl::set_child_subreaper(true)?;

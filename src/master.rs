@@ -128,6 +128,9 @@ pub struct Master<'a> {
     failed: Option<String>,
     next_status: u64,
     next_watchdog: u64,
+    /// Workers' memory is read (for --worker-max-memory) once a status
+    /// period, not on every turn of the loop.
+    next_memory_check: u64,
 }
 
 impl<'a> Master<'a> {
@@ -170,6 +173,7 @@ impl<'a> Master<'a> {
             failed: None,
             next_status: 0,
             next_watchdog: 0,
+            next_memory_check: 0,
         }
     }
 

@@ -299,7 +299,7 @@ impl Server {
         }
         // Room for the largest pool plus the successors of recycled workers.
         let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
-        let signals = Signals::for_master()?;
+        let signals = Signals::all()?;
         let control = self.open_control();
         let watch = self.open_watch();
         let hooks = Hooks {

@@ -80,14 +80,9 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// The master's: every signal in the table.
-    pub fn for_master() -> io::Result<Signals> {
-        Self::block(|_| true)
-    }
-
-    /// The Lookout's: every signal in the table, like the master's (it
-    /// forwards what it does not act on, and reaps on CHLD).
-    pub fn for_lookout() -> io::Result<Signals> {
+    /// The master's and the Lookout's: every signal in the table (the
+    /// Lookout forwards what it does not act on, and reaps on CHLD).
+    pub fn all() -> io::Result<Signals> {
         Self::block(|_| true)
     }
 

@@ -352,7 +352,11 @@ impl Master<'_> {
     /// next one in the queue when none is being replaced.
     pub(super) fn recycle_due(&mut self) {
         let now = now_ms();
-        let max_memory = self.config.recycle.max_memory;
+        let mut max_memory = None;
+        if now >= self.next_memory_check {
+            self.next_memory_check = now + super::report::STATUS_EVERY_MS;
+            max_memory = self.config.recycle.max_memory;
+        }
         let mut due = Vec::new();
         // Requests are counted by the worker itself, which says when it is
         // spent (ToMaster::Spent): the master need not poll for them.
@@ -421,9 +425,7 @@ impl Master<'_> {
     pub(super) fn adopt_inherited(&mut self) {
         for i in self.reexec.take_inherited() {
             let pid = Pid::from_raw(i.pid);
-            let Ok(channel) = Channel::adopt(i.into_channel()) else {
-                continue;
-            };
+            let channel = Channel::adopt(i.into_channel());
             self.workers.push(Worker {
                 pid,
                 slot: None,

@@ -16,12 +16,7 @@ pub fn image() -> String {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "?".into());
-    format!("{exe} ({})", build())
-}
-
-/// The version, and the git revision when built from a checkout.
-pub fn build() -> &'static str {
-    option_env!("SPYGLASS_VERSION").unwrap_or(env!("CARGO_PKG_VERSION"))
+    format!("{exe} ({})", crate::cli::VERSION)
 }
 
 impl Master<'_> {
