@@ -27,6 +27,13 @@ use std::process::{Child, Command, Stdio};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 const PID: &str = "SPYGLASS_INHERIT_PID";
+
+/// Whether an environment variable is part of the hand-over (one of
+/// those below), which only a re-executed image may read.
+pub fn is_handover_var(name: &str) -> bool {
+    name.starts_with("SPYGLASS_INHERIT_")
+}
+
 const FDS: &str = "SPYGLASS_INHERIT_FDS";
 const WORKERS: &str = "SPYGLASS_INHERIT_WORKERS";
 const ACTIVATED: &str = "SPYGLASS_INHERIT_ACTIVATED";

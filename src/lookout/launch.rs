@@ -38,9 +38,12 @@ impl Launch {
             .map(|a| cstring(a.into_vec()))
             .collect();
         // Set for each start (LISTEN_PID by the child itself), or meant for
-        // the Lookout's own supervisor, never the master's.
+        // the Lookout's own supervisor, never the master's. The sockets
+        // start at fd 3: a LISTEN_FDS_FIRST_FD meant for the Lookout would
+        // send the master's listenfd looking elsewhere.
         let replaced = [
             "LISTEN_FDS",
+            "LISTEN_FDS_FIRST_FD",
             "LISTEN_PID",
             "LISTEN_FDNAMES",
             "NOTIFY_SOCKET",
@@ -50,7 +53,7 @@ impl Launch {
         let keep = |k: &OsStr| {
             let k = k.to_string_lossy();
             !replaced.contains(&k.as_ref())
-                && !k.starts_with("SPYGLASS_INHERIT_")
+                && !crate::reexec::is_handover_var(&k)
                 && !lookout.master_env_removed.iter().any(|r| *r == k)
         };
         let mut env: Vec<CString> = std::env::vars_os()

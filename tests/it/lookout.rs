@@ -27,11 +27,19 @@ impl Lookout {
     /// `program lookout --listen 127.0.0.1:0 --log-target stderr EXTRA...`,
     /// listening (on the port the kernel chose, read from its log).
     fn start(program: &Path, extra: &[&str]) -> Lookout {
-        let proc = Launch::new(program)
+        Lookout::start_env(program, extra, &[])
+    }
+
+    /// The same, with these variables in the Lookout's environment.
+    fn start_env(program: &Path, extra: &[&str], env: &[(&str, &str)]) -> Lookout {
+        let mut launch = Launch::new(program)
             .args(["lookout", "--listen", "127.0.0.1:0"])
             .args(["--log-target", "stderr"])
-            .args(extra.iter().copied())
-            .start();
+            .args(extra.iter().copied());
+        for (k, v) in env {
+            launch = launch.env(k, v);
+        }
+        let proc = launch.start();
         let addr = proc.listening_on();
         let l = Lookout { proc, addr };
         l.wait_log("lookout: waiting for the first connection");
@@ -232,6 +240,34 @@ fn log_times(log: &str, what: &str) -> Vec<f64> {
             )
         })
         .collect()
+}
+
+/// Activation variables in the Lookout's own environment (from whatever
+/// started it) never reach the master: it finds its sockets at fd 3, and
+/// its notifications go to the Lookout.
+#[test]
+fn a_supervisors_activation_variables_do_not_reach_the_master() {
+    let site = site();
+    let l = Lookout::start_env(
+        &spyglass(),
+        &[site.path().to_str().unwrap()],
+        &[
+            ("LISTEN_FDS", "1"),
+            ("LISTEN_PID", "1"),
+            ("LISTEN_FDS_FIRST_FD", "10"),
+            ("LISTEN_FDNAMES", "elsewhere"),
+            ("WATCHDOG_USEC", "1000"),
+        ],
+    );
+    assert_eq!(try_get(l.addr, "/hello.txt"), Some((200, "hello\n".into())));
+    l.wait_log("lookout: the master is ready");
+    let env = proc_strings(l.master(), "environ");
+    for gone in ["LISTEN_FDS_FIRST_FD=", "WATCHDOG_USEC="] {
+        assert!(
+            !env.iter().any(|e| e.starts_with(gone)),
+            "{gone} in {env:?}"
+        );
+    }
 }
 
 #[test]
