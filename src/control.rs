@@ -63,20 +63,7 @@ impl Control {
     /// left from a crash and replaced; one that answers belongs to a live
     /// server and is an error.
     pub fn open(path: &Path) -> io::Result<Control> {
-        if path.exists() {
-            match UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        "another server answers on it",
-                    ));
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    std::fs::remove_file(path)?
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        crate::listeners::clear_stale_socket(path)?;
         // Bound under a umask that leaves it ours alone, so that no other
         // user can connect between bind and chmod.
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));

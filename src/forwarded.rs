@@ -32,6 +32,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::handler::{ConnInfo, Peer};
+use crate::request::is_tchar;
 
 /// Which proxies are believed, and which headers they maintain.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -417,10 +418,6 @@ fn obfuscated(s: &str) -> bool {
 }
 
 /// RFC 9110 §5.6.2.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// Without leading and trailing spaces and tabs (OWS).
 fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {

@@ -272,20 +272,28 @@ pub fn check_roles(sockets: &[&str], roles: &Roles, proxy: &ProxyProtocol) -> Re
     Ok(())
 }
 
+/// The names of the passed sockets (`LISTEN_FDNAMES`, in fd order from
+/// fd 3), `fdN` for one whose name is empty; `None` when none are given.
+pub fn passed_names() -> Option<Vec<String>> {
+    let names = std::env::var("LISTEN_FDNAMES").ok()?;
+    let name = |(i, n): (usize, &str)| {
+        if n.is_empty() {
+            format!("fd{}", 3 + i)
+        } else {
+            n.to_owned()
+        }
+    };
+    Some(names.split(':').enumerate().map(name).collect())
+}
+
 fn take_activated() -> Result<Vec<Listener>, ListenError> {
     // Read the names first: listenfd neither parses nor removes them.
-    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
-        .map(|s| s.split(':').map(str::to_owned).collect())
-        .unwrap_or_default();
+    let names = passed_names().unwrap_or_default();
     let mut fds = listenfd::ListenFd::from_env();
     let mut out = Vec::with_capacity(fds.len());
     for i in 0..fds.len() {
         let raw = 3 + i as i32;
-        let name = names
-            .get(i)
-            .filter(|n| !n.is_empty())
-            .cloned()
-            .unwrap_or_else(|| format!("fd{raw}"));
+        let name = names.get(i).cloned().unwrap_or_else(|| format!("fd{raw}"));
         let bad = |why: String| ListenError::BadFd {
             fd: raw,
             name: name.clone(),
@@ -407,21 +415,25 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
     })
 }
 
-fn bind_unix(path: &Path) -> io::Result<Listener> {
-    if path.exists() {
-        // A socket file nobody answers on is left over from a crash: reuse
-        // the path. One that answers belongs to a live server.
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another process is listening there",
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
-            Err(e) => return Err(e),
-        }
+/// Make way for a Unix socket at `path`: a socket file nobody answers on
+/// is left over from a crash and is removed; one that answers belongs to a
+/// live process, and is an error.
+pub(crate) fn clear_stale_socket(path: &Path) -> io::Result<()> {
+    if !path.exists() {
+        return Ok(());
     }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening there",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn bind_unix(path: &Path) -> io::Result<Listener> {
+    clear_stale_socket(path)?;
     let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,

@@ -135,18 +135,7 @@ fn check(args: &SiteArgs, config: Result<Config, String>) {
 
 /// The socket names `check` can know, and where from.
 fn known_sockets(config: &Config) -> Option<(Vec<String>, &'static str)> {
-    if let Ok(names) = std::env::var("LISTEN_FDNAMES") {
-        let names = names
-            .split(':')
-            .enumerate()
-            .map(|(i, n)| {
-                if n.is_empty() {
-                    format!("fd{}", 3 + i)
-                } else {
-                    n.to_owned()
-                }
-            })
-            .collect();
+    if let Some(names) = spyglass::listeners::passed_names() {
         return Some((names, "LISTEN_FDNAMES"));
     }
     config.listen.iter().any(|l| l.name.is_some()).then(|| {

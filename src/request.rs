@@ -232,7 +232,7 @@ fn method_too_long(line: &[u8]) -> bool {
 }
 
 /// `tchar` (RFC 9110 §5.6.2).
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

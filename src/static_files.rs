@@ -504,7 +504,7 @@ fn content_type(rel: &str) -> HeaderValue {
 fn parse_cache_control(v: &str) -> Result<HeaderValue, String> {
     let bad = |why: &str| Err(format!("'{v}': {why}"));
     let value = HeaderValue::from_str(v.trim()).or_else(|_| bad("not a valid header value"))?;
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let is_tchar = |c: char| c.is_ascii() && crate::request::is_tchar(c as u8);
     let mut any = false;
     let mut rest = v.trim();
     while !rest.is_empty() {

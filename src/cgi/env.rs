@@ -85,9 +85,8 @@ pub fn build(req: &Request, target: &Target, site: &Site<'_>) -> Vec<(OsString, 
         Some(Peer::Unix) | None => env.set("REMOTE_ADDR", "unix:"),
     }
     // Apache's and nginx's names for the scheme the client used.
-    let https = conn.is_some_and(|c| c.https);
-    env.set("REQUEST_SCHEME", if https { "https" } else { "http" });
-    if https {
+    env.set("REQUEST_SCHEME", conn.map_or("http", ConnInfo::scheme));
+    if conn.is_some_and(|c| c.https) {
         env.set("HTTPS", "on");
     }
 
