@@ -183,27 +183,25 @@ fn access_record(a: &Access<'_>) {
     put(&mut r, "PRIORITY", b"6");
     put(&mut r, "TARGET", ACCESS.as_bytes());
     put(&mut r, "SYSLOG_IDENTIFIER", j.identifier.as_bytes());
+    // The peer, formatted once: it appears twice.
+    let mut peer = String::with_capacity(48);
+    let _ = write!(peer, "{}", a.peer);
     let mut text = String::with_capacity(96);
     let _ = write!(
         text,
-        "{} \"{} {}\" {} {}",
-        a.peer, a.method, a.path, a.status, a.bytes
+        "{peer} \"{} {}\" {} {}",
+        a.method, a.path, a.status, a.bytes
     );
     put(&mut r, "MESSAGE", text.as_bytes());
     put(&mut r, "F_METHOD", a.method.as_bytes());
     put(&mut r, "F_PATH", a.path.as_bytes());
-    let mut num = |r: &mut Vec<u8>, name: &str, n: u64| {
-        text.clear();
-        let _ = write!(text, "{n}");
-        put(r, name, text.as_bytes());
-    };
+    let mut digits = itoa::Buffer::new();
+    let mut num = |r: &mut Vec<u8>, name: &str, n: u64| put(r, name, digits.format(n).as_bytes());
     num(&mut r, "F_STATUS", u64::from(a.status));
     num(&mut r, "F_BYTES", a.bytes);
     num(&mut r, "F_DURATION_US", a.duration_us);
     num(&mut r, "F_WORKER", u64::from(a.worker));
-    text.clear();
-    let _ = write!(text, "{}", a.peer);
-    put(&mut r, "F_PEER", text.as_bytes());
+    put(&mut r, "F_PEER", peer.as_bytes());
     if let Some(sp) = a.socket_peer {
         text.clear();
         let _ = write!(text, "{sp}");

@@ -130,18 +130,20 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
         return Err(Error::HeadTooLarge);
     }
     let head_bytes = &rest[..end];
-    // RFC 9110 §2.5: a message of a minor version above ours is processed
-    // as our highest minor; httparse knows only 1.0 and 1.1, so it reads a
-    // copy that says 1.1 (rare enough to allocate for).
-    let as_11: Vec<u8>;
-    let head_bytes = match higher_minor(head_bytes) {
-        Some(at) => {
-            as_11 = [&head_bytes[..at], b"1", &head_bytes[at + 1..]].concat();
-            &as_11[..]
-        }
-        None => head_bytes,
+    let head = match validate(head_bytes, limits) {
+        // RFC 9110 §2.5: a message of a minor version above ours is
+        // processed as our highest minor; httparse knows only 1.0 and 1.1,
+        // so it reads again a copy that says 1.1 (rare enough to allocate
+        // for, and only looked for once httparse has refused the version).
+        Err(Error::UnknownVersion) => match higher_minor(head_bytes) {
+            Some(at) => validate(
+                &[&head_bytes[..at], b"1", &head_bytes[at + 1..]].concat(),
+                limits,
+            )?,
+            None => return Err(Error::UnknownVersion),
+        },
+        other => other?,
     };
-    let head = validate(head_bytes, limits)?;
     Ok(Parsed::Complete(head, skip + end))
 }
 
