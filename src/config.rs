@@ -188,6 +188,42 @@ impl Config {
                 "access-log",
                 if self.access_log { "on" } else { "off" }.into(),
             ),
+            (
+                "control-socket",
+                self.control_socket.as_ref().map_or_else(
+                    || "control.sock in $RUNTIME_DIRECTORY under systemd, none otherwise".into(),
+                    |p| p.display().to_string(),
+                ),
+            ),
+            (
+                "worker-max-requests",
+                self.recycle
+                    .max_requests
+                    .map_or_else(|| "never".into(), |n| n.to_string()),
+            ),
+            (
+                "worker-max-lifetime",
+                self.recycle.max_lifetime.map_or_else(|| "never".into(), d),
+            ),
+            (
+                "worker-max-memory",
+                self.recycle
+                    .max_memory
+                    .map_or_else(|| "never".into(), |b| format!("{b} bytes")),
+            ),
+            (
+                "reload-on-change",
+                if self.reload_on_change.is_empty() {
+                    "nothing".into()
+                } else {
+                    let list: Vec<String> = self
+                        .reload_on_change
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    list.join(", ")
+                },
+            ),
             ("max-request-line", h.max_request_line.to_string()),
             ("max-head", h.max_head.to_string()),
             ("max-headers", h.max_headers.to_string()),

@@ -589,6 +589,39 @@ fn check_prints_the_configuration_and_exits_0_or_78() {
     }
 }
 
+/// `check` prints every setting a flag can change: each long flag of
+/// `--help` (but help and version) is a key of its output.
+#[test]
+fn check_describes_every_flag() {
+    let site = site();
+    std::fs::create_dir(site.path().join("cgi-bin")).unwrap();
+    let root = site.path().to_str().unwrap();
+    let help = Command::new(spyglass()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.trim_start().split_once("--"))
+        .filter(|(before, _)| before.is_empty() || before.ends_with(", "))
+        .filter_map(|(_, rest)| rest.split([' ', '=', ',']).next())
+        .filter(|f| !f.is_empty() && !["help", "version"].contains(f))
+        .collect();
+    assert!(flags.len() > 30, "{flags:?}");
+    let out = Command::new(spyglass())
+        .args(["check", root, "--cache-control", "no-cache"])
+        .args(["--site", &format!("other={root}")])
+        .args(["--cgi", &format!("/cgi-bin={root}/cgi-bin")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let keys: Vec<&str> = text.lines().filter_map(|l| l.split(' ').next()).collect();
+    let missing: Vec<&&str> = flags.iter().filter(|f| !keys.contains(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "not in check's output: {missing:?}\n{text}"
+    );
+}
+
 #[test]
 fn bad_flags_exit_2_with_one_line_naming_the_flag() {
     /// Arguments, environment, and what the error line must name.
