@@ -21,10 +21,20 @@ use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, accept4, bind, listen, setsockopt,
     socket, sockopt,
 };
+use nix::{setsockopt_impl, sockopt_impl};
 
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, world!\n";
 const KEPT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, world!\n";
+
+sockopt_impl!(
+    /// TCP_DEFER_ACCEPT, as spyglass sets it on the sockets it binds.
+    TcpDeferAccept,
+    SetOnly,
+    libc::IPPROTO_TCP,
+    libc::TCP_DEFER_ACCEPT,
+    libc::c_int
+);
 
 fn main() -> nix::Result<()> {
     let keepalive = std::env::args().any(|a| a == "--keepalive");
@@ -44,18 +54,7 @@ fn main() -> nix::Result<()> {
     )?;
     setsockopt(&l, sockopt::ReuseAddr, &true)?;
     setsockopt(&l, sockopt::TcpNoDelay, &true)?;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option value, as TCP_DEFER_ACCEPT
-    // wants; the benchmark's only unsafe line, outside the library.
-    unsafe {
-        libc::setsockopt(
-            l.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        );
-    }
+    setsockopt(&l, TcpDeferAccept, &1)?;
     bind(l.as_raw_fd(), &SockaddrIn::from(v4))?;
     listen(&l, Backlog::new(4096)?)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
