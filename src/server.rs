@@ -260,11 +260,22 @@ impl Server {
     /// The listeners do not fit the configuration: fail with `why` (exit
     /// 78); under socket activation, first answer the waiting clients 503
     /// until idle, as [`exit_misconfigured`] does.
-    fn refuse(mut self, listeners: Listeners, reexec: Reexec, why: String) -> Result<(), Error> {
+    fn refuse(self, listeners: Listeners, reexec: Reexec, why: String) -> Result<(), Error> {
         if !listeners.activated {
             listeners.remove_created();
             return Err(Error::Config(why));
         }
+        self.answer_503(listeners, reexec, why)
+    }
+
+    /// Answer every request 503 until idle, for `why`: one worker, which
+    /// the master gives its own 503 handler while it is refusing.
+    fn answer_503(
+        mut self,
+        listeners: Listeners,
+        reexec: Reexec,
+        why: String,
+    ) -> Result<(), Error> {
         self.config.workers = 1;
         self.refusing = Some(why);
         let mut nothing = |_: WorkerInfo| -> Result<Box<dyn Handler>, Box<dyn StdError>> {
@@ -419,16 +430,8 @@ pub fn exit_misconfigured(why: Misconfigured, line: &str, config: Option<Config>
         Ok(l) if l.activated && !l.list.is_empty() => l,
         _ => std::process::exit(code),
     };
-    let mut config = config.unwrap_or_else(fallback_config);
-    // One worker is plenty for answering 503.
-    config.workers = 1;
-    let mut server = Server::new(config);
-    server.refusing = Some(line.to_owned());
-    // The master answers 503 with its own handler while refusing.
-    let mut nothing = |_: WorkerInfo| -> Result<Box<dyn Handler>, Box<dyn StdError>> {
-        Err("refusing: the master's 503 handler serves".into())
-    };
-    match server.supervise(listeners, reexec, &mut nothing) {
+    let server = Server::new(config.unwrap_or_else(fallback_config));
+    match server.answer_503(listeners, reexec, line.to_owned()) {
         Ok(()) => std::process::exit(code),
         Err(Error::Config(_)) => std::process::exit(code),
         Err(e) => {
