@@ -21,20 +21,11 @@ use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, accept4, bind, listen, setsockopt,
     socket, sockopt,
 };
-use nix::{setsockopt_impl, sockopt_impl};
+use spyglass::listeners::TcpDeferAccept;
 
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, world!\n";
 const KEPT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, world!\n";
-
-sockopt_impl!(
-    /// TCP_DEFER_ACCEPT, as spyglass sets it on the sockets it binds.
-    TcpDeferAccept,
-    SetOnly,
-    libc::IPPROTO_TCP,
-    libc::TCP_DEFER_ACCEPT,
-    libc::c_int
-);
 
 fn main() -> nix::Result<()> {
     let keepalive = std::env::args().any(|a| a == "--keepalive");
