@@ -103,7 +103,7 @@ use std::time::{Duration, Instant};
 use std::{env, thread};
 
 use nix::fcntl::OFlag;
-use nix::mount::{MsFlags, mount};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill, killpg};
@@ -601,15 +601,18 @@ impl Setup<'_> {
     }
 
     fn mounts(&self) -> io::Result<()> {
+        // /run first: the box's own tmpfs, where the host's /proc can be set aside.
+        mount_fs("tmpfs", "/run", SAFE, "mode=755,size=256m")?;
+        self.drop_hidden_host_mounts()?;
         bind("/proc/sys", "/proc/sys", Some(RO | SAFE_NOEXEC))?;
         // A bind copies the source's read-only flag: remount explicitly without it.
         bind("/proc/sys/net", "/proc/sys/net", Some(SAFE_NOEXEC))?;
         if Path::new("/proc/sysrq-trigger").exists() {
             bind("/proc/sysrq-trigger", "/proc/sysrq-trigger", Some(RO))?;
         }
+        detach("/sys")?;
         mount_fs("sysfs", "/sys", RO | SAFE_NOEXEC, "")?;
         mount_fs("cgroup2", "/sys/fs/cgroup", SAFE_NOEXEC, "")?;
-        mount_fs("tmpfs", "/run", SAFE, "mode=755,size=256m")?;
         for d in [
             "/run/systemd/system",
             LIB,
@@ -653,6 +656,26 @@ impl Setup<'_> {
                 fs::set_permissions(&private, fs::Permissions::from_mode(0o644))?;
                 bind(&private, &format!("/etc/{name}"), Some(RO))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Detach the host's /proc (and what is mounted below it) that the box's fresh /proc covers.
+    /// Hidden mounts still count: every mount namespace a unit's sandbox makes copies them, and
+    /// systemd 252 reads /proc/self/mountinfo again for each mount it makes there, so a box
+    /// whose table holds the host's covered /proc, /sys and /dev trees (18 extra entries here,
+    /// among them the host's ten cgroup v1 mounts) makes every sandboxed start dearer than it
+    /// is on a booted host, where nothing lies under /proc, /sys or /dev.
+    fn drop_hidden_host_mounts(&self) -> io::Result<()> {
+        let aside = "/run/spyglass-sdbox/proc";
+        fs::create_dir_all(aside)?;
+        let none = None::<&str>;
+        mount(Some("/proc"), aside, none, MsFlags::MS_MOVE, none).map_err(|e| ctx(aside, e))?;
+        detach("/proc")?;
+        mount(Some(aside), "/proc", none, MsFlags::MS_MOVE, none).map_err(|e| ctx("/proc", e))?;
+        // The proof of setup() again: /proc is still the box's procfs.
+        if fs::metadata("/proc/1/ns/mnt")?.ino() != self.mnt_ino {
+            return Err(io::Error::other("/proc is not the box's after the move"));
         }
         Ok(())
     }
@@ -726,6 +749,8 @@ impl Setup<'_> {
             std::os::unix::fs::symlink(target, format!("{d}/{name}"))?;
         }
         let none = None::<&str>;
+        // The host's devtmpfs (and its shm, pts, ...) would only lie hidden below.
+        detach("/dev")?;
         mount(Some(d), "/dev", none, MsFlags::MS_MOVE, none).map_err(|e| ctx("/dev", e))
     }
 
@@ -1063,6 +1088,12 @@ fn ctx(what: &str, e: nix::Error) -> io::Error {
 fn mount_fs(fstype: &str, target: &str, flags: MsFlags, opts: &str) -> io::Result<()> {
     let data = (!opts.is_empty()).then_some(opts);
     mount(Some(fstype), target, Some(fstype), flags, data).map_err(|e| ctx(target, e))
+}
+
+/// Lazily unmount `target` and everything below it, in the box's mount namespace only (it was
+/// made with private propagation: nothing reaches the host's).
+fn detach(target: &str) -> io::Result<()> {
+    umount2(target, MntFlags::MNT_DETACH).map_err(|e| ctx(target, e))
 }
 
 /// Bind `src` on `target`; `Some(flags)` then remounts the bind with exactly those flags.
