@@ -43,6 +43,8 @@ pub struct ServerArgs {
     /// Address to listen on when systemd passes no socket: HOST:PORT,
     /// `[::1]:PORT` or unix:/PATH (repeatable); NAME=ADDR names the
     /// socket, as FileDescriptorName= does (for --site, --proxy-protocol).
+    /// A TCP address given N times gets N SO_REUSEPORT sockets, each
+    /// polled by its own worker (at least N workers).
     #[arg(
         long,
         value_name = "[NAME=]ADDR",

@@ -182,7 +182,13 @@ impl Listeners {
         let mut created_paths = Vec::new();
         for listen in addrs {
             let bound = match &listen.addr {
-                ListenAddr::Tcp(a) => bind_tcp(*a),
+                ListenAddr::Tcp(a) => {
+                    // An address given more than once (and not port 0, which
+                    // picks a new port each time) gets one socket per mention,
+                    // all with SO_REUSEPORT: see [`Listeners::reuseport_groups`].
+                    let times = addrs.iter().filter(|l| l.addr == listen.addr).count();
+                    bind_tcp(*a, times > 1 && a.port() != 0)
+                }
                 ListenAddr::Unix(p) => bind_unix(p).inspect(|_| created_paths.push(p.clone())),
             };
             let mut l = bound.map_err(|err| ListenError::Bind {
@@ -199,6 +205,31 @@ impl Listeners {
             activated: false,
             created_paths,
         })
+    }
+
+    /// The listeners that share one TCP address through SO_REUSEPORT: a
+    /// socket unit with `ReusePort=yes` that lists the address more than
+    /// once, or a `--listen` address given more than once. Each group holds
+    /// two or more indices into `list`. The kernel spreads a group's new
+    /// connections over its sockets by a hash of the client's address, and
+    /// a connection waits in its socket's queue until someone accepts it
+    /// there: every member needs a worker of its own.
+    pub fn reuseport_groups(&self) -> Vec<Vec<usize>> {
+        let mut groups: Vec<(SocketAddr, Vec<usize>)> = Vec::new();
+        for (i, l) in self.list.iter().enumerate() {
+            let LocalAddr::Tcp(addr) = l.local else {
+                continue;
+            };
+            match groups.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((addr, vec![i])),
+            }
+        }
+        groups
+            .into_iter()
+            .filter(|(_, members)| members.len() > 1)
+            .map(|(_, members)| members)
+            .collect()
     }
 
     /// Remove the Unix socket files we created (never systemd's).
@@ -379,7 +410,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<Listener> {
     let family = if addr.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -392,6 +423,9 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
         None,
     )?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
     if addr.is_ipv6() {
         // [::]:80 must not also claim 0.0.0.0:80: both may be listed.
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;

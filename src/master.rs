@@ -95,6 +95,10 @@ pub struct Master<'a> {
     workers: Vec<Worker>,
     /// Workers wanted (TTIN, TTOU, `ctl workers`).
     target: usize,
+    /// Listeners that share an address through SO_REUSEPORT
+    /// ([`Listeners::reuseport_groups`]): each worker polls one member of
+    /// each group, and the pool never has fewer workers than the largest.
+    reuseport: Vec<Vec<usize>>,
     phase: Phase,
     /// When this image started (monotonic ms).
     started: u64,
@@ -143,6 +147,16 @@ impl<'a> Master<'a> {
     ) -> Master<'a> {
         let notifier = Notifier::from_env();
         let now = now_ms();
+        let reuseport = listeners.reuseport_groups();
+        let least = min_workers(&reuseport);
+        if config.workers < least {
+            tracing::warn!(
+                workers = least,
+                "{least} workers instead of {}: a listener has {least} SO_REUSEPORT sockets, \
+                 and each needs a worker",
+                config.workers
+            );
+        }
         Master {
             config,
             listeners,
@@ -155,7 +169,11 @@ impl<'a> Master<'a> {
             watch: None,
             hooks: Hooks::default(),
             workers: Vec::new(),
-            target: config.workers.clamp(1, MAX_WORKERS),
+            target: config
+                .workers
+                .clamp(1, MAX_WORKERS)
+                .max(min_workers(&reuseport)),
+            reuseport,
             phase: Phase::Booting,
             started: now,
             retired_served: 0,
@@ -420,4 +438,9 @@ impl<'a> Master<'a> {
         self.rng ^= self.rng << 17;
         if n == 0 { 0 } else { self.rng % n }
     }
+}
+
+/// The fewest workers that leave no SO_REUSEPORT socket without one.
+fn min_workers(reuseport: &[Vec<usize>]) -> usize {
+    reuseport.iter().map(Vec::len).max().unwrap_or(1)
 }

@@ -60,6 +60,9 @@ const LAST_CALL_MS: u64 = 500;
 pub struct Setup<'a> {
     pub index: usize,
     pub listeners: &'a [Listener],
+    /// Listeners this worker leaves to others: the SO_REUSEPORT sockets
+    /// other than its own (see `Listeners::reuseport_groups`).
+    pub skip: Vec<usize>,
     pub channel: Channel,
     pub slot: WorkerSlot,
     pub config: &'a Config,
@@ -166,6 +169,8 @@ struct Entry {
 struct EventLoop<'a> {
     epoll: Epoll,
     listeners: &'a [Listener],
+    /// Listeners not polled here (another worker's SO_REUSEPORT socket).
+    skip: Vec<usize>,
     listener_names: Vec<Arc<str>>,
     /// Which listeners expect a PROXY protocol header.
     listener_proxy: Vec<bool>,
@@ -223,6 +228,7 @@ impl<'a> EventLoop<'a> {
         let mut l = EventLoop {
             epoll,
             listeners: setup.listeners,
+            skip: setup.skip,
             listener_names: setup
                 .listeners
                 .iter()
@@ -270,6 +276,9 @@ impl<'a> EventLoop<'a> {
             return Ok(());
         }
         for (i, l) in self.listeners.iter().enumerate() {
+            if self.skip.contains(&i) {
+                continue;
+            }
             if on {
                 let ev =
                     EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, i as u64);

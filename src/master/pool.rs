@@ -37,6 +37,9 @@ pub(super) struct Worker {
     pub spawned_at: u64,
     /// Recycle at this age in ms (jitter included).
     pub max_age: Option<u64>,
+    /// The listener it polls in each SO_REUSEPORT group (see
+    /// [`Master::reuseport`]), in the groups' order.
+    pub members: Vec<usize>,
 }
 
 impl Worker {
@@ -112,6 +115,27 @@ impl Master<'_> {
             let ms = d.as_millis() as u64;
             ms + self.random_below(ms / 10 + 1)
         });
+        // In each SO_REUSEPORT group, the socket the fewest staying workers
+        // poll: a successor takes over its predecessor's, a larger pool
+        // shares them out evenly.
+        let members: Vec<usize> = self
+            .reuseport
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                let polling = |i: &usize| {
+                    self.workers
+                        .iter()
+                        .filter(|w| w.in_pool() && w.members.get(g) == Some(i))
+                        .count()
+                };
+                group
+                    .iter()
+                    .copied()
+                    .min_by_key(polling)
+                    .unwrap_or(group[0])
+            })
+            .collect();
         match sys::fork()? {
             Forked::Child => {
                 drop(ours);
@@ -126,6 +150,13 @@ impl Master<'_> {
                 let setup = Setup {
                     index: slot,
                     listeners: &self.listeners.list,
+                    skip: self
+                        .reuseport
+                        .iter()
+                        .zip(&members)
+                        .flat_map(|(group, own)| group.iter().filter(move |i| *i != own))
+                        .copied()
+                        .collect(),
                     channel: theirs,
                     slot: self.scoreboard.slot(slot),
                     config: self.config,
@@ -156,6 +187,7 @@ impl Master<'_> {
                     retiring: None,
                     spawned_at: now,
                     max_age,
+                    members,
                 });
                 Ok(())
             }
@@ -296,21 +328,41 @@ impl Master<'_> {
         if n == 0 {
             return Err("a pool has at least one worker".into());
         }
+        let least = super::min_workers(&self.reuseport);
+        if n < least {
+            return Err(format!(
+                "at least {least} workers: a listener has {least} SO_REUSEPORT sockets, \
+                 and each needs a worker"
+            ));
+        }
         if matches!(self.phase, Phase::Draining { .. }) {
             return Err("stopping".into());
         }
         let was = self.target;
         self.target = n;
         while self.pool_size() > self.target {
-            let Some(w) = self
+            // The newest of those whose SO_REUSEPORT sockets others poll too.
+            let shared = |w: &Worker| {
+                w.members.iter().enumerate().all(|(g, i)| {
+                    self.workers
+                        .iter()
+                        .filter(|o| o.in_pool() && o.members.get(g) == Some(i))
+                        .count()
+                        > 1
+                })
+            };
+            let Some(pid) = self
                 .workers
-                .iter_mut()
-                .filter(|w| w.in_pool())
+                .iter()
+                .filter(|w| w.in_pool() && shared(w))
                 .max_by_key(|w| w.spawned_at)
+                .map(|w| w.pid)
             else {
                 break;
             };
-            w.tell_stop();
+            if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
+                w.tell_stop();
+            }
         }
         if n != was {
             tracing::info!(workers = n, "{n} workers ({by})");
@@ -435,6 +487,7 @@ impl Master<'_> {
                 retiring: None,
                 spawned_at: now_ms(),
                 max_age: None,
+                members: Vec::new(),
             });
         }
     }

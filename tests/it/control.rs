@@ -588,3 +588,90 @@ fn a_changed_watched_file_reloads_once() {
     std::fs::write(dir.path().join("other"), "x").unwrap();
     assert!(p.notified("RELOADING=1", Duration::from_secs(2)).is_none());
 }
+
+/// An address given to `--listen` three times: three SO_REUSEPORT sockets,
+/// each with a worker of its own (the pool grows to three), and none left
+/// without one through recycling, growing and shrinking: every one of
+/// hundreds of fresh connections, spread over the sockets by the kernel,
+/// is answered. Fewer workers than sockets is refused.
+#[test]
+fn every_reuseport_socket_keeps_a_worker() {
+    let site = site();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut proc = Launch::spyglass()
+        .args([
+            "--listen", &listen, "--listen", &listen, "--listen", &listen,
+        ])
+        .args(["--workers", "1", "--access-log", "off"])
+        .args(["--control-socket", socket.to_str().unwrap()])
+        .arg(site.path().to_str().unwrap())
+        .notify()
+        .start();
+    proc.ready();
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let c = Ctl {
+        proc,
+        addr,
+        socket,
+        _dir: dir,
+        _site: Some(site),
+    };
+    let sockets = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let hex_port = format!(":{port:04X} 00000000:0000 0A");
+    assert_eq!(
+        sockets.matches(&hex_port).count(),
+        3,
+        "three listening sockets"
+    );
+    assert_eq!(c.status()["master"]["workers_wanted"], 3);
+    assert!(c.proc.log.wait_for("3 workers instead of 1", T));
+    assert_eq!(
+        fresh_connections(c.addr, 300),
+        300,
+        "every socket has a worker"
+    );
+
+    let first = c.proc.workers();
+    assert_eq!(c.ctl(&["recycle", "all"]).0, 0);
+    assert!(c.all_replaced(&first));
+    assert_eq!(fresh_connections(c.addr, 300), 300, "after recycling");
+
+    let (code, v) = c.ctl(&["workers", "2"]);
+    assert_eq!(code, 1, "{v}");
+    assert!(v.to_string().contains("at least 3 workers"), "{v}");
+    assert_eq!(c.ctl(&["workers", "5"]).0, 0);
+    assert!(wait_until(T, || c.worker_pids().len() == 5));
+    // Recycle the oldest three, so that the newest no longer match the
+    // order the sockets were handed out in; then shrink.
+    for pid in &c.worker_pids()[..3] {
+        assert_eq!(c.ctl(&["recycle", &pid.to_string()]).0, 0);
+    }
+    assert!(wait_until(T, || c.worker_pids().len() == 5
+        && c.status()["master"]["recycled"]["ctl"] == 6));
+    assert_eq!(c.ctl(&["workers", "3"]).0, 0);
+    assert!(wait_until(T, || c.proc.workers().len() == 3));
+    assert_eq!(
+        fresh_connections(c.addr, 300),
+        300,
+        "after growing and shrinking"
+    );
+}
+
+/// Requests on fresh connections (each from a new port, so the kernel's
+/// hash spreads them over an address's SO_REUSEPORT sockets), until one
+/// is not answered within 5 s; how many were answered.
+fn fresh_connections(addr: std::net::SocketAddr, n: usize) -> usize {
+    (0..n)
+        .take_while(|_| {
+            let mut c = Client::connect(addr);
+            c.stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            c.response().is_some_and(|r| r.status == 200)
+        })
+        .count()
+}
