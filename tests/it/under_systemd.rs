@@ -314,6 +314,55 @@ fn zero_loss_across_many_idle_exits() {
     assert_eq!(spy.show("Result"), "success");
 }
 
+/// A socket unit can pass several listeners for one address: ListenStream=
+/// three times with ReusePort=yes (systemd binds each and passes three fds
+/// of the same name). spyglass runs a worker per socket (three, though the
+/// unit asks for one), answers every connection the kernel spreads over
+/// them, exits when idle, and is started again by the next connection.
+#[test]
+fn a_reuseport_socket_unit_gets_a_worker_per_socket_across_idle_exits() {
+    let env = [
+        ("SPYGLASS_IDLE_TIMEOUT", "300ms"),
+        ("SPYGLASS_WORKERS", "1"),
+        ("SPYGLASS_ACCESS_LOG", "off"),
+    ];
+    let mut units = site_units("spyglass", &shipped("spyglass.service"), ADDR.1, &env, SITE);
+    let listen = format!("ListenStream=127.0.0.1:{}", ADDR.1);
+    units[0].1 = units[0].1.replace(
+        &listen,
+        &format!("{listen}\n{listen}\n{listen}\nReusePort=yes"),
+    );
+    let Some(sd) = boot_units(&units) else {
+        return;
+    };
+    let spy = Spy {
+        _site: stage_site(&sd),
+        sd,
+    };
+    let rounds = 3;
+    for round in 0..rounds {
+        for i in 0..60 {
+            let answer = spy
+                .request(&format!("/r{round}/{i}"))
+                .map(|(status, _)| status);
+            assert_eq!(answer, Some(404), "round {round}, request {i}");
+        }
+        assert!(spy.wait_inactive(), "round {round}: no idle exit");
+    }
+    let journal = spy.journal(&["-o", "cat"]);
+    assert_eq!(
+        journal.matches("3 workers instead of 1").count(),
+        rounds,
+        "{journal}"
+    );
+    assert_eq!(
+        journal.matches("stopping gracefully: idle").count(),
+        rounds,
+        "{journal}"
+    );
+    assert_eq!(spy.show("Result"), "success");
+}
+
 /// Scale to zero against the internet as it is: bursts of real requests
 /// with a scanner mix between them (malformed heads, cut-off requests,
 /// FIN or RST at random points, silent holds, unread responses). Every
