@@ -683,6 +683,6 @@ fn hex_value(b: u8) -> u8 {
     }
 }
 
-mod authority;
+pub(crate) mod authority;
 #[cfg(test)]
 mod tests;

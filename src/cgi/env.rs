@@ -175,37 +175,25 @@ fn request_uri(req: &Request) -> String {
 }
 
 /// The host the client asked for (from an absolute target, else `Host`),
-/// without its port, and that port.
+/// without its port, and that port; split by the grammar the parser
+/// checked them with.
 fn host(req: &Request) -> (Option<String>, Option<String>) {
     let raw = match req.uri().authority() {
-        Some(a) => a.as_str().rsplit('@').next().unwrap_or("").to_owned(),
-        None => match req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-        {
-            Some(h) => h.trim().to_owned(),
+        Some(a) => a.as_str().as_bytes(),
+        None => match req.headers().get(header::HOST) {
+            Some(h) => h.as_bytes().trim_ascii(),
             None => return (None, None),
         },
     };
-    let (name, port) = if raw.starts_with('[') {
-        match raw.find(']') {
-            Some(end) => (
-                &raw[..=end],
-                raw[end + 1..].strip_prefix(':').filter(|p| !p.is_empty()),
-            ),
-            None => (raw.as_str(), None),
-        }
-    } else {
-        match raw.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p).filter(|p| !p.is_empty())),
-            None => (raw.as_str(), None),
-        }
-    };
-    if name.is_empty() {
-        return (None, None);
+    match crate::request::authority::split(raw) {
+        Some(a) if !a.host.is_empty() => (
+            Some(String::from_utf8_lossy(a.host).into_owned()),
+            a.port
+                .filter(|p| !p.is_empty())
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+        ),
+        _ => (None, None),
     }
-    (Some(name.to_owned()), port.map(str::to_owned))
 }
 
 /// `SERVER_NAME` when the client named no host (an HTTP/1.0 request
@@ -254,6 +242,32 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn host_and_port_from_the_target_or_host() {
+        let split = |target: &str, field: Option<&str>| {
+            let mut b = http::Request::builder().uri(target);
+            if let Some(h) = field {
+                b = b.header("Host", h);
+            }
+            host(&b.body(RequestBody::from_vec(Vec::new())).unwrap())
+        };
+        let some = |h: &str, p: Option<&str>| (Some(h.to_owned()), p.map(str::to_owned));
+        assert_eq!(split("/", Some("example.org")), some("example.org", None));
+        assert_eq!(
+            split("/", Some("example.org:81")),
+            some("example.org", Some("81"))
+        );
+        assert_eq!(split("/", Some("example.org:")), some("example.org", None));
+        assert_eq!(split("/", Some("[::1]:8081")), some("[::1]", Some("8081")));
+        assert_eq!(split("/", Some("[::1]")), some("[::1]", None));
+        assert_eq!(
+            split("http://a.test:9/x", Some("b.test")),
+            some("a.test", Some("9"))
+        );
+        assert_eq!(split("/", Some("")), (None, None));
+        assert_eq!(split("/", None), (None, None));
     }
 
     fn request(body: &[u8]) -> Request {

@@ -1,11 +1,12 @@
 //! The authority grammar as HTTP uses it: `uri-host [ ":" port ]` (RFC
 //! 9110 §4.2.3 and §7.2, over RFC 3986 §3.2.2 and §3.2.3), for the `Host`
 //! field and for the authority of absolute-form and authority-form
-//! targets. Pure; no userinfo (the caller refuses an `@` before asking).
+//! targets, and for what CGI derives from them. Pure; no userinfo (the
+//! caller refuses an `@` before asking; an `@` is no part of a host).
 
 /// An authority split into its host and port, both as sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Authority<'a> {
+pub(crate) struct Authority<'a> {
     /// An IP-literal with its brackets, or a reg-name (possibly empty).
     pub host: &'a [u8],
     /// The digits after `:`, when there is a `:` (possibly none).
@@ -19,7 +20,7 @@ const MAX_PORT: u32 = 65_535;
 /// IPvFuture in brackets) or a reg-name of unreserved characters,
 /// percent-encodings and sub-delims; `port` digits up to 65535. `None`
 /// when `v` is not one.
-pub(super) fn split(v: &[u8]) -> Option<Authority<'_>> {
+pub(crate) fn split(v: &[u8]) -> Option<Authority<'_>> {
     let (host, rest) = if v.first() == Some(&b'[') {
         let close = v.iter().position(|&b| b == b']')?;
         if !ip_literal(&v[1..close]) {
