@@ -132,9 +132,10 @@ pub fn resolve(conn: &ConnInfo, headers: &HeaderMap, trust: &Trust) -> ConnInfo 
     if trust.proxies.is_empty() || !trust.trusts(&conn.peer) {
         return info;
     }
-    let hops = match trust.headers {
+    match trust.headers {
         ProxyHeaders::Forwarded => {
-            forwarded(headers.get_all("forwarded").iter().map(|v| v.as_bytes()))
+            let hops = forwarded(headers.get_all("forwarded").iter().map(|v| v.as_bytes()));
+            walk(info, hops.into_iter().rev(), trust)
         }
         ProxyHeaders::XForwarded => {
             // Set by the proxy next to us: the scheme it was reached with.
@@ -146,16 +147,19 @@ pub fn resolve(conn: &ConnInfo, headers: &HeaderMap, trust: &Trust) -> ConnInfo 
             ) {
                 info.https = proto;
             }
-            x_forwarded_for(
-                headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .map(|v| v.as_bytes()),
-            )
+            let values = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes());
+            walk(info, x_forwarded_for_rev(values.collect()), trust)
         }
-    };
-    for hop in hops.into_iter().rev() {
-        // The current peer is trusted, so this hop's element is its word.
+    }
+}
+
+/// Follow `hops` from the nearest one back while each peer so found is
+/// trusted: a trusted peer's element is its word about who came before.
+fn walk(mut info: ConnInfo, hops: impl Iterator<Item = Hop>, trust: &Trust) -> ConnInfo {
+    for hop in hops {
         if let Some(https) = hop.https {
             info.https = https;
         }
@@ -175,22 +179,30 @@ pub fn resolve(conn: &ConnInfo, headers: &HeaderMap, trust: &Trust) -> ConnInfo 
 /// `192.0.2.1:4711` and `[2001:db8::1]:4711`), `unknown`, empty elements
 /// skipped.
 pub fn x_forwarded_for<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<Hop> {
-    let mut hops = Vec::new();
-    for value in values {
-        for element in value.split(|&b| b == b',') {
-            let element = trim(element);
-            if element.is_empty() {
-                continue;
-            }
-            let node = match std::str::from_utf8(element) {
+    let mut hops: Vec<Hop> = x_forwarded_for_rev(values.collect()).collect();
+    hops.reverse();
+    hops
+}
+
+/// The same hops from the last back, each parsed only when asked for:
+/// [`resolve`] stops at the first peer it does not trust, so a client
+/// that fills the field with thousands of addresses (a proxy appends to
+/// what the client sent) costs a few parses, not thousands.
+fn x_forwarded_for_rev(values: Vec<&[u8]>) -> impl Iterator<Item = Hop> + '_ {
+    values
+        .into_iter()
+        .rev()
+        .flat_map(|value| value.rsplit(|&b| b == b','))
+        .map(trim)
+        .filter(|element| !element.is_empty())
+        .map(|element| Hop {
+            node: match std::str::from_utf8(element) {
                 Ok("unknown") => Node::Hidden,
                 Ok(s) => address(s).map_or(Node::Invalid, Node::Addr),
                 Err(_) => Node::Invalid,
-            };
-            hops.push(Hop { node, https: None });
-        }
-    }
-    hops
+            },
+            https: None,
+        })
 }
 
 /// `X-Forwarded-Proto`: its last value, `https` or not (`None` if absent).
