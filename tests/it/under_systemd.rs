@@ -1033,8 +1033,9 @@ fn the_shipped_sandbox_lets_spyglass_work_and_holds() {
 /// `percpu_down_write` → `rcu_sync_enter` → `synchronize_rcu`, seen with
 /// `perf record -e sched:sched_switch -g`): 10 to 16 ms on this VM, whose
 /// kernel has lazy RCU, on every start of any unit, sandboxed or not. An
-/// expedited grace period takes microseconds; the difference between the
-/// two rows is that wait, which no unit setting can remove.
+/// expedited grace period is shorter (mostly 0.3 to 2 ms here, seen up to
+/// 14); the difference between the two rows is mostly that wait, which no
+/// unit setting can remove.
 #[test]
 #[ignore = "a benchmark; run explicitly"]
 fn coldstart_under_systemd() {
