@@ -937,3 +937,39 @@ fn named_sockets_keep_their_names_through_the_lookout() {
         .find_map(|e| e.strip_prefix("LISTEN_FDNAMES=").map(str::to_owned));
     assert_eq!(names, Some(format!("127.0.0.1_{}:blog", l.addr.port())));
 }
+
+/// One address given twice to `--listen`: the Lookout binds two
+/// SO_REUSEPORT sockets and hands both over; each master it starts runs a
+/// worker on each (two, though one was asked for), and every connection
+/// the kernel spreads over them is answered, across idle exits.
+#[test]
+fn reuseport_sockets_pass_through_the_lookout() {
+    let site = site();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let l = Lookout::start(
+        &spyglass(),
+        &[
+            "--listen",
+            &listen,
+            "--listen",
+            &listen,
+            "--workers",
+            "1",
+            "--idle-timeout",
+            "300ms",
+            "--access-log",
+            "off",
+            site.path().to_str().unwrap(),
+        ],
+    );
+    let addr: SocketAddr = listen.parse().unwrap();
+    for round in 1..=2 {
+        for i in 0..100 {
+            let status = try_get(addr, "/hello.txt").map(|(status, _)| status);
+            assert_eq!(status, Some(200), "round {round}, request {i}");
+        }
+        l.wait_count("2 workers instead of 1", round);
+        l.wait_idle();
+    }
+    l.stop();
+}
