@@ -38,8 +38,15 @@ pub struct Limits {
     pub max_body: u64,
 }
 
-/// The hard ceiling on `max_headers` (the parse array lives on the stack).
+/// The hard ceiling on `max_headers`.
 pub const MAX_HEADERS_CEILING: usize = 1000;
+
+/// Header slots [`validate`] keeps on the stack: as many as the default
+/// `--max-headers` asks for. A larger limit gets its slots from the heap,
+/// per head: a stack array for the ceiling (1000 slots, 32 KB) has every
+/// page of it touched by the stack probe on each call, and a worker kept
+/// those eight pages resident for good.
+const STACK_HEADERS: usize = 100;
 
 /// The longest method accepted. The longest registered one
 /// (`UPDATEREDIRECTREF`) has 17 bytes; a longer token is refused with 501
@@ -151,9 +158,15 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed, Error> {
 /// apply our rules to what it found.
 fn validate(head_bytes: &[u8], limits: &Limits) -> Result<Box<Head>, Error> {
     let end = head_bytes.len();
-    let mut storage =
-        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
-    let slots = &mut storage[..limits.max_headers.clamp(1, MAX_HEADERS_CEILING)];
+    let wanted = limits.max_headers.clamp(1, MAX_HEADERS_CEILING);
+    let mut on_stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let slots = if wanted <= STACK_HEADERS {
+        &mut on_stack[..wanted]
+    } else {
+        on_heap.resize_with(wanted, MaybeUninit::uninit);
+        &mut on_heap[..]
+    };
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head_bytes, slots) {
         Ok(httparse::Status::Complete(n)) if n == end => {}

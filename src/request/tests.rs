@@ -615,3 +615,36 @@ fn random_chunkings_round_trip() {
         assert_eq!(&wire[used..], b"NEXT", "stops at the end of the body");
     }
 }
+
+/// The header slots come from the stack up to the default `--max-headers`
+/// and from the heap above it: the limit holds exactly on both sides.
+#[test]
+fn header_limits_on_both_sides_of_the_stack_slots() {
+    let head = |n: usize| {
+        let mut h = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 1..n {
+            h.push_str(&format!("X-{i}: v\r\n"));
+        }
+        h.push_str("\r\n");
+        h
+    };
+    for max_headers in [1, STACK_HEADERS - 1, STACK_HEADERS, STACK_HEADERS + 1, 1000] {
+        let limits = Limits {
+            max_request_line: 64,
+            max_head: 64 * 1024,
+            max_headers,
+            max_body: 0,
+        };
+        let fits = parse_head(head(max_headers).as_bytes(), &limits);
+        assert!(
+            matches!(fits, Result::Ok(Parsed::Complete(..))),
+            "{max_headers} fields within a limit of {max_headers}: {fits:?}"
+        );
+        let over = parse_head(head(max_headers + 1).as_bytes(), &limits);
+        assert!(
+            matches!(over, Result::Err(Error::HeadTooLarge)),
+            "{} fields over a limit of {max_headers}: {over:?}",
+            max_headers + 1
+        );
+    }
+}
