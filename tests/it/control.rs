@@ -596,31 +596,9 @@ fn a_changed_watched_file_reloads_once() {
 /// is answered. Fewer workers than sockets is refused.
 #[test]
 fn every_reuseport_socket_keeps_a_worker() {
-    let site = site();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("control.sock");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut proc = Launch::spyglass()
-        .args([
-            "--listen", &listen, "--listen", &listen, "--listen", &listen,
-        ])
-        .args(["--workers", "1", "--access-log", "off"])
-        .args(["--control-socket", socket.to_str().unwrap()])
-        .arg(site.path().to_str().unwrap())
-        .notify()
-        .start();
-    proc.ready();
-    let addr: std::net::SocketAddr = listen.parse().unwrap();
-    let c = Ctl {
-        proc,
-        addr,
-        socket,
-        _dir: dir,
-        _site: Some(site),
-    };
+    let c = Ctl::reuseport(3);
     let sockets = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let hex_port = format!(":{port:04X} 00000000:0000 0A");
+    let hex_port = format!(":{:04X} 00000000:0000 0A", c.addr.port());
     assert_eq!(
         sockets.matches(&hex_port).count(),
         3,
@@ -658,6 +636,55 @@ fn every_reuseport_socket_keeps_a_worker() {
         300,
         "after growing and shrinking"
     );
+}
+
+/// A worker killed at once: the connections the kernel puts in its
+/// SO_REUSEPORT socket's queue meanwhile wait there (the master holds the
+/// socket open) until the successor that takes over that socket accepts
+/// them. None is lost.
+#[test]
+fn a_killed_workers_reuseport_socket_passes_to_its_successor() {
+    let c = Ctl::reuseport(2);
+    assert_eq!(fresh_connections(c.addr, 100), 100);
+    for round in 0..3 {
+        let before = c.proc.workers();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0]), Signal::SIGKILL).unwrap();
+        assert_eq!(
+            fresh_connections(c.addr, 100),
+            100,
+            "round {round}: connections while and after the worker was replaced"
+        );
+        assert!(wait_until(T, || {
+            let now = c.proc.workers();
+            now.len() == 2 && !now.contains(&before[0])
+        }));
+    }
+}
+
+impl Ctl {
+    /// spyglass with `--listen ADDR` `times` times (a free loopback port),
+    /// `--workers 1`, ready.
+    fn reuseport(times: usize) -> Ctl {
+        let site = site();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut proc = Launch::spyglass()
+            .args((0..times).flat_map(|_| ["--listen", listen.as_str()]))
+            .args(["--workers", "1", "--access-log", "off"])
+            .args(["--control-socket", socket.to_str().unwrap()])
+            .arg(site.path().to_str().unwrap())
+            .notify()
+            .start();
+        proc.ready();
+        Ctl {
+            proc,
+            addr: listen.parse().unwrap(),
+            socket,
+            _dir: dir,
+            _site: Some(site),
+        }
+    }
 }
 
 /// Requests on fresh connections (each from a new port, so the kernel's
