@@ -51,7 +51,10 @@
 //!   /proc with /proc/sys (and /proc/sysrq-trigger) read-only (sysctls are global: PID 1 would
 //!   retune `fs.nr_open` and friends on the host; /proc/sys/net stays writable, it is per-netns);
 //!   a fresh read-only /sys (only the box's devices) with cgroup2 mounted from inside the box's
-//!   cgroup namespace, so its root is the box's subtree. The rest of the host fs is shared.
+//!   cgroup namespace, so its root is the box's subtree. The host's /proc, /sys and /dev trees
+//!   that these cover are detached in the box (best effort), so that its mount table is a booted
+//!   host's and not twice that: a unit's sandbox copies and re-reads every entry. The rest of
+//!   the host fs is shared.
 //! - **Users:** the box reads the host's /etc/passwd and /etc/group, and must never write them
 //!   (no `systemd-sysusers` inside a box without private /etc). A unit that runs as a static
 //!   user gets it from [`Options::sysusers`]: box-private copies with the user added, made by
@@ -610,7 +613,7 @@ impl Setup<'_> {
         if Path::new("/proc/sysrq-trigger").exists() {
             bind("/proc/sysrq-trigger", "/proc/sysrq-trigger", Some(RO))?;
         }
-        detach("/sys")?;
+        detach("/sys");
         mount_fs("sysfs", "/sys", RO | SAFE_NOEXEC, "")?;
         mount_fs("cgroup2", "/sys/fs/cgroup", SAFE_NOEXEC, "")?;
         for d in [
@@ -670,8 +673,11 @@ impl Setup<'_> {
         let aside = "/run/spyglass-sdbox/proc";
         fs::create_dir_all(aside)?;
         let none = None::<&str>;
-        mount(Some("/proc"), aside, none, MsFlags::MS_MOVE, none).map_err(|e| ctx(aside, e))?;
-        detach("/proc")?;
+        if mount(Some("/proc"), aside, none, MsFlags::MS_MOVE, none).is_err() {
+            return Ok(()); // nothing moved: the box's /proc stays over the host's
+        }
+        detach("/proc");
+        // Back on top, whether the host's went or (where the kernel refuses) stayed.
         mount(Some(aside), "/proc", none, MsFlags::MS_MOVE, none).map_err(|e| ctx("/proc", e))?;
         // The proof of setup() again: /proc is still the box's procfs.
         if fs::metadata("/proc/1/ns/mnt")?.ino() != self.mnt_ino {
@@ -750,7 +756,7 @@ impl Setup<'_> {
         }
         let none = None::<&str>;
         // The host's devtmpfs (and its shm, pts, ...) would only lie hidden below.
-        detach("/dev")?;
+        detach("/dev");
         mount(Some(d), "/dev", none, MsFlags::MS_MOVE, none).map_err(|e| ctx("/dev", e))
     }
 
@@ -1091,9 +1097,13 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, opts: &str) -> io::Resul
 }
 
 /// Lazily unmount `target` and everything below it, in the box's mount namespace only (it was
-/// made with private propagation: nothing reaches the host's).
-fn detach(target: &str) -> io::Result<()> {
-    umount2(target, MntFlags::MNT_DETACH).map_err(|e| ctx(target, e))
+/// made with private propagation: nothing reaches the host's). Best effort: where the kernel
+/// refuses (mounts locked by a container's user namespace), the box's own mount goes on top of
+/// the host's, as it did before, and only the sandbox's cost is higher.
+fn detach(target: &str) {
+    if let Err(e) = umount2(target, MntFlags::MNT_DETACH) {
+        eprintln!("sdbox: the host's {target} stays below the box's: {e}");
+    }
 }
 
 /// Bind `src` on `target`; `Some(flags)` then remounts the bind with exactly those flags.
