@@ -4,7 +4,9 @@
 //!   more bytes after it (the next request) parses to the same length;
 //! - what it accepts obeys the rules it enforces: HTTP/1.0 or 1.1, one
 //!   `Host` in 1.1, an absolute-form target's authority as the `Host`, no
-//!   body length above the limit, never `Content-Length` with chunked.
+//!   body length above the limit, never `Content-Length` with chunked;
+//! - a higher `max_headers`, whose slots come from the heap rather than the
+//!   stack, accepts the same head the same way.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,11 +20,26 @@ const LIMITS: Limits = Limits {
     max_body: 1 << 20,
 };
 
+/// The same limits with more header slots than the parser keeps on the
+/// stack.
+const HEAP_SLOTS: Limits = Limits {
+    max_headers: 150,
+    ..LIMITS
+};
+
 fuzz_target!(|data: &[u8]| {
     let Ok(Parsed::Complete(head, n)) = parse_head(data, &LIMITS) else {
         return;
     };
     assert!(n <= data.len());
+    match parse_head(data, &HEAP_SLOTS) {
+        Ok(Parsed::Complete(other, m)) => {
+            assert_eq!(m, n);
+            assert_eq!(other.headers, head.headers);
+            assert_eq!(other.uri, head.uri);
+        }
+        other => panic!("with heap slots: {other:?}"),
+    }
     assert!(matches!(
         parse_head(&data[..n - 1], &LIMITS),
         Ok(Parsed::Partial)
