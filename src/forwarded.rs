@@ -429,7 +429,6 @@ fn obfuscated(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// RFC 9110 §5.6.2.
 /// Without leading and trailing spaces and tabs (OWS).
 fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {

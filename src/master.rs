@@ -169,10 +169,7 @@ impl<'a> Master<'a> {
             watch: None,
             hooks: Hooks::default(),
             workers: Vec::new(),
-            target: config
-                .workers
-                .clamp(1, MAX_WORKERS)
-                .max(min_workers(&reuseport)),
+            target: config.workers.clamp(1, MAX_WORKERS).max(least),
             reuseport,
             phase: Phase::Booting,
             started: now,

@@ -123,17 +123,8 @@ impl Master<'_> {
             .iter()
             .enumerate()
             .map(|(g, group)| {
-                let polling = |i: &usize| {
-                    self.workers
-                        .iter()
-                        .filter(|w| w.in_pool() && w.members.get(g) == Some(i))
-                        .count()
-                };
-                group
-                    .iter()
-                    .copied()
-                    .min_by_key(polling)
-                    .unwrap_or(group[0])
+                let fewest = group.iter().min_by_key(|&&i| self.polling(g, i));
+                fewest.copied().unwrap_or(group[0])
             })
             .collect();
         match sys::fork()? {
@@ -342,15 +333,8 @@ impl Master<'_> {
         self.target = n;
         while self.pool_size() > self.target {
             // The newest of those whose SO_REUSEPORT sockets others poll too.
-            let shared = |w: &Worker| {
-                w.members.iter().enumerate().all(|(g, i)| {
-                    self.workers
-                        .iter()
-                        .filter(|o| o.in_pool() && o.members.get(g) == Some(i))
-                        .count()
-                        > 1
-                })
-            };
+            let shared =
+                |w: &Worker| (w.members.iter().enumerate()).all(|(g, &i)| self.polling(g, i) > 1);
             let Some(pid) = self
                 .workers
                 .iter()
@@ -516,6 +500,13 @@ impl Master<'_> {
     }
 
     /// Workers of this image that are neither stopping nor being replaced.
+    /// How many workers of the pool poll listener `i` as their member of
+    /// SO_REUSEPORT group `g`.
+    fn polling(&self, g: usize, i: usize) -> usize {
+        let polls = |w: &&Worker| w.in_pool() && w.members.get(g) == Some(&i);
+        self.workers.iter().filter(polls).count()
+    }
+
     pub(super) fn pool_size(&self) -> usize {
         self.workers.iter().filter(|w| w.in_pool()).count()
     }
