@@ -499,7 +499,6 @@ impl Master<'_> {
         }
     }
 
-    /// Workers of this image that are neither stopping nor being replaced.
     /// How many workers of the pool poll listener `i` as their member of
     /// SO_REUSEPORT group `g`.
     fn polling(&self, g: usize, i: usize) -> usize {
@@ -507,6 +506,7 @@ impl Master<'_> {
         self.workers.iter().filter(polls).count()
     }
 
+    /// Workers of this image that are neither stopping nor being replaced.
     pub(super) fn pool_size(&self) -> usize {
         self.workers.iter().filter(|w| w.in_pool()).count()
     }

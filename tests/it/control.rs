@@ -661,10 +661,37 @@ fn a_killed_workers_reuseport_socket_passes_to_its_successor() {
     }
 }
 
+/// A stopped worker (SIGSTOP: it neither serves nor exits) strands its
+/// SO_REUSEPORT socket's queue only until `--worker-timeout`: the master
+/// kills it, the successor takes the socket over, and every connection
+/// queued there meanwhile is answered.
+#[test]
+fn a_stopped_workers_reuseport_socket_is_rescued_by_the_worker_timeout() {
+    let c = Ctl::reuseport_with(2, &["--worker-timeout", "1s"]);
+    assert_eq!(fresh_connections(c.addr, 50), 50);
+    let stopped = c.proc.workers()[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(stopped), Signal::SIGSTOP).unwrap();
+    assert_eq!(
+        fresh_connections(c.addr, 100),
+        100,
+        "connections while a worker was stopped, and after"
+    );
+    assert!(c.proc.log.wait_for("worker stuck for", T));
+    assert!(wait_until(T, || {
+        let now = c.proc.workers();
+        now.len() == 2 && !now.contains(&stopped)
+    }));
+}
+
 impl Ctl {
     /// spyglass with `--listen ADDR` `times` times (a free loopback port),
     /// `--workers 1`, ready.
     fn reuseport(times: usize) -> Ctl {
+        Ctl::reuseport_with(times, &[])
+    }
+
+    /// The same, with `extra` flags.
+    fn reuseport_with(times: usize, extra: &[&str]) -> Ctl {
         let site = site();
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
@@ -673,6 +700,7 @@ impl Ctl {
             .args((0..times).flat_map(|_| ["--listen", listen.as_str()]))
             .args(["--workers", "1", "--access-log", "off"])
             .args(["--control-socket", socket.to_str().unwrap()])
+            .args(extra.iter().copied())
             .arg(site.path().to_str().unwrap())
             .notify()
             .start();
