@@ -583,13 +583,14 @@ impl Lookout {
 
 /// Go back to waiting with nothing more than the Lookout started with: the
 /// heap's free pages back to the kernel (parsing the command line, or a
-/// master's start, took more than the Lookout keeps), and its copy of the
-/// binary's code unmapped (it stays in the page cache, which the next
-/// master maps anyway; what the waiting loop touches comes back as minor
-/// faults).
+/// master's start, took more than the Lookout keeps), and its mappings of
+/// the code and read-only data of the binary and its libraries dropped
+/// (they stay in the page cache, which the next master maps anyway; what
+/// the waiting loop touches comes back as minor faults).
 fn rest() {
-    sys::trim_heap();
     if let Err(e) = sys::release_code_pages() {
         tracing::debug!(error = %e, "lookout: cannot release code pages");
     }
+    // After: reading /proc/self/smaps took heap of its own.
+    sys::trim_heap();
 }

@@ -439,43 +439,158 @@ pub fn unread_by_peer(sock: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// Unmap this process's copy of its executable's code (the `r-xp` mapping
-/// of the binary itself) so that only the pages it touches from now on
-/// come back. The code stays in the page cache, so they come back as
-/// minor faults; nothing else (data, relocated tables, libraries) is
-/// touched. Returns the bytes released from this process's mapping.
+/// Drop this process's page-table entries for the code and read-only data
+/// of its executable and its shared libraries, so that only the pages it
+/// touches from now on come back. Those pages stay in the page cache, so
+/// they come back as minor faults. An idle process otherwise keeps every
+/// page its start-up touched, and many more besides: the kernel maps the
+/// neighbours of each page a fault brings in ("fault-around", 64 KiB), so
+/// a master that ran its argument parser once holds most of libc, libgcc_s
+/// and its own text for as long as it sleeps. Only mappings without a
+/// single anonymous (copied-on-write) page are dropped: relocated data
+/// (RELRO), a library with text relocations or a debugger's breakpoint
+/// make a mapping differ from its file, and dropping those would undo
+/// them. Returns the bytes whose entries were dropped.
 pub fn release_code_pages() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let path = f.nth(3);
-        if perms != "r-xp" || path.map(std::path::Path::new) != Some(exe.as_path()) {
+    for m in Mapping::parse_all(&smaps) {
+        let file = std::path::Path::new(m.path);
+        let code = m.perms == "r-xp" || m.perms == "r--p";
+        let ours = file == exe || is_shared_object(m.path);
+        if !code || !ours || m.anonymous_kib != 0 {
             continue;
         }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-        else {
-            continue;
-        };
-        // SAFETY: the range is this process's own private, read-only,
-        // executable mapping of its binary, never written (code has no
-        // relocations: it is position-independent); MADV_DONTNEED on such
-        // a file-backed private mapping drops the page-table entries, and
-        // the next access maps the same bytes again from the file. The
+        // SAFETY: the range is a private, read-only mapping of the
+        // executable or of a shared library, with no page that differs
+        // from the file (no anonymous page: checked above; it is not
+        // writable, so none can appear between that read and this call).
+        // MADV_DONTNEED on such a
+        // file-backed private mapping drops the page-table entries only;
+        // the next access maps the same bytes from the file again. The
         // code running now, this function included, simply faults back in.
-        let r =
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        let r = unsafe { libc::madvise(m.start as *mut libc::c_void, m.len, libc::MADV_DONTNEED) };
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
-        released += end - start;
+        released += m.len;
     }
     Ok(released)
+}
+
+/// A file name such as `libc.so.6` or `libgcc_s.so.1`.
+fn is_shared_object(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    name.ends_with(".so") || name.contains(".so.")
+}
+
+/// One mapping of /proc/self/smaps, as far as [`release_code_pages`]
+/// needs it.
+struct Mapping<'a> {
+    start: usize,
+    len: usize,
+    perms: &'a str,
+    path: &'a str,
+    anonymous_kib: u64,
+}
+
+impl<'a> Mapping<'a> {
+    /// Every mapping whose header line parses. A mapping whose
+    /// `Anonymous:` line is missing counts as anonymous (never dropped).
+    fn parse_all(smaps: &'a str) -> Vec<Mapping<'a>> {
+        let mut out: Vec<Mapping<'a>> = Vec::new();
+        for line in smaps.lines() {
+            if let Some(kib) = line.strip_prefix("Anonymous:") {
+                if let Some(m) = out.last_mut() {
+                    m.anonymous_kib = kib
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse()
+                        .unwrap_or(u64::MAX);
+                }
+                continue;
+            }
+            if let Some(m) = Mapping::header(line) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// `start-end perms offset dev inode path`; the path may hold spaces.
+    fn header(line: &'a str) -> Option<Mapping<'a>> {
+        let mut f = line.splitn(6, ' ');
+        let (a, b) = f.next()?.split_once('-')?;
+        let start = usize::from_str_radix(a, 16).ok()?;
+        let end = usize::from_str_radix(b, 16).ok()?;
+        let perms = f.next()?;
+        if perms.len() != 4 {
+            return None;
+        }
+        let (_offset, _dev, _inode) = (f.next()?, f.next()?, f.next()?);
+        let path = f.next().unwrap_or("").trim_start();
+        Some(Mapping {
+            start,
+            len: end.checked_sub(start)?,
+            perms,
+            path,
+            anonymous_kib: u64::MAX,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_headers_and_their_anonymous_lines() {
+        let smaps = "\
+55d0a1a00000-55d0a1a89000 r--p 00000000 08:01 1234 /usr/bin/spy glass
+Size:                548 kB
+Anonymous:             0 kB
+7f00000000-7f00002000 rw-p 00000000 00:00 0
+Anonymous:             8 kB
+7f00003000-7f00010000 r-xp 00028000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                  52 kB
+7fff0000-7fff2000 r-xp 00000000 00:00 0                          [vdso]
+Anonymous:             0 kB
+";
+        let m = Mapping::parse_all(smaps);
+        assert_eq!(m.len(), 4);
+        assert_eq!((m[0].start, m[0].len), (0x55d0a1a00000, 0x89000));
+        assert_eq!(
+            (m[0].perms, m[0].path, m[0].anonymous_kib),
+            ("r--p", "/usr/bin/spy glass", 0)
+        );
+        assert_eq!((m[1].path, m[1].anonymous_kib), ("", 8));
+        // No Anonymous: line: taken as anonymous, never dropped.
+        assert_eq!(m[2].anonymous_kib, u64::MAX);
+        assert_eq!(m[3].path, "[vdso]");
+        assert!(Mapping::header("not a mapping").is_none());
+        assert!(Mapping::header("2000-1000 r-xp 0 0:0 0 /x").is_none());
+    }
+
+    #[test]
+    fn shared_objects_by_name() {
+        assert!(is_shared_object("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(is_shared_object("/lib64/ld-linux-x86-64.so.2"));
+        assert!(is_shared_object("/opt/app/libfoo.so"));
+        assert!(!is_shared_object("/srv/www/index.html"));
+        assert!(!is_shared_object("/usr/share/so.txt"));
+        assert!(!is_shared_object("[vdso]"));
+    }
+
+    #[test]
+    fn released_code_comes_back_on_use() {
+        let released = release_code_pages().expect("smaps readable");
+        // libc's and this test binary's code at least.
+        assert!(released > 1 << 20, "released only {released} bytes");
+        // Everything still runs: code, formatting tables, libc.
+        let text = format!("{:?}", std::fs::read_link("/proc/self/exe"));
+        assert!(text.contains("Ok("), "{text}");
+        assert!(release_code_pages().is_ok());
+    }
 }

@@ -592,12 +592,15 @@ impl<'a> EventLoop<'a> {
     }
 
     /// No connection is left: give back what the last burst of them held
-    /// (the connection table, spare buffers, freed heap), so that an idle
-    /// worker is as small as a fresh one.
+    /// (the connection table, spare buffers, freed heap, the code and data
+    /// pages it touched), so that an idle worker is as small as a fresh
+    /// one. The next request after the quiet period maps the code it needs
+    /// again, from the page cache.
     fn let_go(&mut self) {
         self.conns = Vec::new();
         self.free = Vec::new();
         crate::buffers::drop_spares();
+        let _ = crate::sys::release_code_pages();
         crate::sys::trim_heap();
     }
 }

@@ -273,8 +273,9 @@ impl Master<'_> {
         }
         self.phase = Phase::Running;
         // What the master needed to start (parsing flags, building the
-        // handler, forking) it will not need again: let its code pages go,
-        // so that an idle master holds only what its loop touches.
+        // handler, forking) it will not need again: let its code pages (its
+        // own and its libraries') go, so that an idle master holds only what
+        // its loop touches.
         let _ = crate::sys::release_code_pages();
         let status = self.status_line();
         tracing::info!(workers = self.target, "ready");
