@@ -272,17 +272,17 @@ impl Master<'_> {
             return;
         }
         self.phase = Phase::Running;
-        // What the master needed to start (parsing flags, building the
-        // handler, forking) it will not need again: let its code pages (its
-        // own and its libraries') go, so that an idle master holds only what
-        // its loop touches.
-        let _ = crate::sys::release_code_pages();
         let status = self.status_line();
         tracing::info!(workers = self.target, "ready");
         if let Err(e) = self.notifier.ready(&status) {
             tracing::warn!(error = %e, "cannot notify systemd");
         }
         self.last_status = status;
+        // What the master needed to start (parsing flags, building the
+        // handler, forking) it will not need again: let its code pages (its
+        // own and its libraries') go, so that an idle master holds only what
+        // its loop touches. After READY=1, which this must not delay.
+        let _ = crate::sys::release_code_pages();
         // Workers of the image that re-executed us serve until now.
         for w in self.workers.iter_mut().filter(|w| w.slot.is_none()) {
             w.tell_stop();
