@@ -466,10 +466,11 @@ pub fn release_code_pages() -> io::Result<usize> {
         // executable or of a shared library, with no page that differs
         // from the file (no anonymous page: checked above; it is not
         // writable, so none can appear between that read and this call).
-        // MADV_DONTNEED on such a
-        // file-backed private mapping drops the page-table entries only;
-        // the next access maps the same bytes from the file again. The
-        // code running now, this function included, simply faults back in.
+        // MADV_DONTNEED on such a file-backed private mapping drops the
+        // page-table entries only; the next access maps the same bytes
+        // from the file again (from the old inode, if the file was
+        // replaced since: the mapping holds it). The code running now,
+        // this function included, simply faults back in.
         let r = unsafe { libc::madvise(m.start as *mut libc::c_void, m.len, libc::MADV_DONTNEED) };
         if r != 0 {
             return Err(io::Error::last_os_error());
