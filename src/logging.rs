@@ -67,7 +67,11 @@ const SINK_TEXT: u8 = 2;
 /// Not at all: the level is below INFO.
 const SINK_NONE: u8 = 3;
 /// Text access lines waiting for the end of the loop turn ([`flush_lines`]).
-static LINES: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static LINES: Mutex<Lines> = Mutex::new(Lines {
+    buf: Vec::new(),
+    stamp: [0; 20],
+    second: u64::MAX,
+});
 /// Write the waiting lines before they pass this size, whatever the turn.
 const LINES_MAX: usize = 64 * 1024;
 
@@ -139,7 +143,7 @@ pub struct Access<'a> {
     /// The worker's pid.
     pub worker: u32,
     /// The client (behind a trusted proxy, the one it names).
-    pub peer: &'a dyn std::fmt::Display,
+    pub peer: &'a crate::handler::Peer,
     /// The socket's own peer, when it differs from `peer`.
     pub socket_peer: Option<&'a dyn std::fmt::Display>,
     /// The listener's name.
@@ -213,41 +217,124 @@ fn access_record(a: &Access<'_>) {
 
 /// The text line of an access event, as the text subscriber writes events
 /// (time, level, message, fields), kept until the end of the loop turn.
+/// Written piece by piece rather than through `format!`: a worker writes
+/// one per request (the timestamp's date and time are formatted once a
+/// second, the numbers with `itoa`, the peer once for its two places).
 fn access_line(a: &Access<'_>) {
     let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
-    let out = &mut *lines;
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-    // The peer, formatted once: it appears twice.
-    let mut peer = String::with_capacity(48);
-    let _ = write!(peer, "{}", a.peer);
-    let _ = write!(
-        Writer(out),
-        "{now}  INFO {peer} \"{} {}\" {} {} method=",
-        a.method,
-        a.path,
-        a.status,
-        a.bytes
-    );
-    quoted(out, a.method);
-    out.extend_from_slice(b" path=");
-    quoted(out, a.path);
-    let _ = write!(
-        Writer(out),
-        " status={} bytes={} duration_us={} worker={} peer={peer}",
-        a.status,
-        a.bytes,
-        a.duration_us,
-        a.worker
-    );
-    if let Some(sp) = a.socket_peer {
-        let _ = write!(Writer(out), " socket_peer={sp}");
+    lines.access(a, std::time::SystemTime::now());
+    if lines.buf.len() > LINES_MAX {
+        let _ = std::io::stderr().write_all(&lines.buf);
+        lines.buf.clear();
     }
-    out.extend_from_slice(b" listener=");
-    quoted(out, a.listener);
-    out.push(b'\n');
-    if out.len() > LINES_MAX {
-        let _ = std::io::stderr().write_all(out);
-        out.clear();
+}
+
+/// A peer as its `Display` writes it; an IPv4 client and port (the
+/// common case, once per request) without the formatting machinery.
+fn write_peer(out: &mut Vec<u8>, peer: &crate::handler::Peer) {
+    use crate::handler::Peer;
+    use std::net::SocketAddr;
+    let mut digits = itoa::Buffer::new();
+    match peer {
+        Peer::Tcp(SocketAddr::V4(a)) => {
+            let [b0, b1, b2, b3] = a.ip().octets();
+            for (i, b) in [b0, b1, b2, b3].into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(b).as_bytes());
+            }
+            out.push(b':');
+            out.extend_from_slice(digits.format(a.port()).as_bytes());
+        }
+        other => {
+            let _ = write!(Writer(out), "{other}");
+        }
+    }
+}
+
+/// The access lines of this loop turn, and the second their timestamps'
+/// date and time were last formatted for.
+struct Lines {
+    buf: Vec<u8>,
+    /// `YYYY-MM-DDTHH:MM:SS.` of `second`.
+    stamp: [u8; 20],
+    second: u64,
+}
+
+impl Lines {
+    /// Add the line of an access event at `now`.
+    fn access(&mut self, a: &Access<'_>, now: std::time::SystemTime) {
+        self.timestamp(now);
+        let out = &mut self.buf;
+        out.reserve(256 + a.path.len() * 2);
+        out.extend_from_slice(b"  INFO ");
+        let peer_at = out.len();
+        write_peer(out, a.peer);
+        let peer = peer_at..out.len();
+        let mut digits = itoa::Buffer::new();
+        out.extend_from_slice(b" \"");
+        out.extend_from_slice(a.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(a.path.as_bytes());
+        out.extend_from_slice(b"\" ");
+        out.extend_from_slice(digits.format(a.status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(digits.format(a.bytes).as_bytes());
+        out.extend_from_slice(b" method=");
+        quoted(out, a.method);
+        out.extend_from_slice(b" path=");
+        quoted(out, a.path);
+        out.extend_from_slice(b" status=");
+        out.extend_from_slice(digits.format(a.status).as_bytes());
+        out.extend_from_slice(b" bytes=");
+        out.extend_from_slice(digits.format(a.bytes).as_bytes());
+        out.extend_from_slice(b" duration_us=");
+        out.extend_from_slice(digits.format(a.duration_us).as_bytes());
+        out.extend_from_slice(b" worker=");
+        out.extend_from_slice(digits.format(a.worker).as_bytes());
+        out.extend_from_slice(b" peer=");
+        out.extend_from_within(peer);
+        if let Some(sp) = a.socket_peer {
+            let _ = write!(Writer(out), " socket_peer={sp}");
+        }
+        out.extend_from_slice(b" listener=");
+        quoted(out, a.listener);
+        out.push(b'\n');
+    }
+
+    /// `now` as the text subscriber writes it (RFC 3339, UTC,
+    /// microseconds: `2026-12-01T23:52:48.123456Z`).
+    fn timestamp(&mut self, now: std::time::SystemTime) {
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = since.as_secs();
+        if second != self.second {
+            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(second);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            let Some(date_time) = text.as_bytes().get(..19) else {
+                // Not a four-digit year: the long way, every time.
+                let _ = write!(
+                    Writer(&mut self.buf),
+                    "{}",
+                    humantime::format_rfc3339_micros(now)
+                );
+                return;
+            };
+            self.stamp[..19].copy_from_slice(date_time);
+            self.stamp[19] = b'.';
+            self.second = second;
+        }
+        self.buf.extend_from_slice(&self.stamp);
+        let mut micros = since.subsec_micros();
+        let mut six = [b'0'; 6];
+        for d in six.iter_mut().rev() {
+            *d = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        self.buf.extend_from_slice(&six);
+        self.buf.push(b'Z');
     }
 }
 
@@ -269,9 +356,9 @@ fn quoted(out: &mut Vec<u8>, s: &str) {
 /// the worker calls it at the end of every turn, and before it exits.
 pub fn flush_lines() {
     let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
-    if !lines.is_empty() {
-        let _ = std::io::stderr().write_all(&lines);
-        lines.clear();
+    if !lines.buf.is_empty() {
+        let _ = std::io::stderr().write_all(&lines.buf);
+        lines.buf.clear();
     }
 }
 
@@ -313,7 +400,7 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Journal>> {
 /// waits for this process's events alone) and none of the parent's queue
 /// (the parent still holds those events and sends them itself).
 pub fn after_fork() {
-    LINES.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    LINES.lock().unwrap_or_else(|e| e.into_inner()).buf.clear();
     let mut journal = lock();
     if let Some(j) = journal.as_mut() {
         if let Ok(socket) =
@@ -564,5 +651,85 @@ mod tests {
         want.extend_from_slice(&9u64.to_le_bytes());
         want.extend_from_slice(b"two\nlines\n");
         assert_eq!(r, want);
+    }
+
+    /// The line as `format!` wrote it before the piecewise writing: the
+    /// two must never differ.
+    fn formatted(a: &Access<'_>, now: std::time::SystemTime) -> String {
+        let peer = a.peer.to_string();
+        let mut line = format!(
+            "{}  INFO {peer} \"{} {}\" {} {} method={:?} path={:?} status={} bytes={} \
+             duration_us={} worker={} peer={peer}",
+            humantime::format_rfc3339_micros(now),
+            a.method,
+            a.path,
+            a.status,
+            a.bytes,
+            a.method,
+            a.path,
+            a.status,
+            a.bytes,
+            a.duration_us,
+            a.worker,
+        );
+        if let Some(sp) = a.socket_peer {
+            line.push_str(&format!(" socket_peer={sp}"));
+        }
+        line.push_str(&format!(" listener={:?}\n", a.listener));
+        line
+    }
+
+    #[test]
+    fn access_lines_as_format_writes_them() {
+        use crate::handler::Peer;
+        use std::time::{Duration, UNIX_EPOCH};
+        let peers = [
+            Peer::Tcp("127.0.0.1:54321".parse().unwrap()),
+            Peer::Tcp("255.0.10.1:1".parse().unwrap()),
+            Peer::Tcp("[2001:db8::1%7]:443".parse().unwrap()),
+            Peer::Ip("10.0.0.1".parse().unwrap()),
+            Peer::Ip("::1".parse().unwrap()),
+            Peer::Unix,
+        ];
+        let proxy = Peer::Unix;
+        // Within one second, across a second, a minute, a year, and the
+        // first and last microsecond of a second.
+        let times = [
+            1_796_169_168_000_001u64,
+            1_796_169_168_999_999,
+            1_796_169_169_000_000,
+            1_796_169_199_123_456,
+            1_798_761_599_999_999,
+            1_798_761_600_000_000,
+            0,
+        ];
+        let mut lines = Lines {
+            buf: Vec::new(),
+            stamp: [0; 20],
+            second: u64::MAX,
+        };
+        for (i, peer) in peers.iter().enumerate() {
+            for (j, us) in times.iter().enumerate() {
+                let now = UNIX_EPOCH + Duration::from_micros(*us);
+                let a = Access {
+                    method: ["GET", "DELETE"][j % 2],
+                    path: ["/", "/a b/\"q\"", "/caf\u{e9}"][(i + j) % 3],
+                    status: [200, 404, 503][j % 3],
+                    bytes: [0, 14, u64::MAX][i % 3],
+                    duration_us: *us % 1000,
+                    worker: 4_194_304,
+                    peer,
+                    socket_peer: (i % 2 == 1).then_some(&proxy as _),
+                    listener: ["127.0.0.1:8080", "we\"b"][i % 2],
+                };
+                lines.buf.clear();
+                lines.access(&a, now);
+                assert_eq!(
+                    String::from_utf8_lossy(&lines.buf),
+                    formatted(&a, now),
+                    "peer {i}, time {j}"
+                );
+            }
+        }
     }
 }
