@@ -372,11 +372,22 @@ impl std::fmt::Write for Writer<'_> {
     }
 }
 
-fn open_journal() -> io::Result<Journal> {
+/// A socket connected to journald's. Connected once, each record skips
+/// the path lookup that sending to an address costs (a 300-byte datagram:
+/// 2.2 against 1.7 us, measured). journald's socket belongs to systemd and
+/// outlives journald's own restarts; should it be replaced, [`Journal::send`]
+/// connects again.
+fn journal_socket() -> io::Result<UnixDatagram> {
     let socket = UnixDatagram::unbound()?;
     socket.set_nonblocking(true)?;
+    socket.connect(JOURNAL_SOCKET)?;
+    Ok(socket)
+}
+
+fn open_journal() -> io::Result<Journal> {
+    let socket = journal_socket()?;
     // An empty datagram, which journald discards: is anyone there?
-    socket.send_to(&[], JOURNAL_SOCKET)?;
+    socket.send(&[])?;
     let identifier = std::env::args_os()
         .next()
         .as_ref()
@@ -403,8 +414,10 @@ pub fn after_fork() {
     LINES.lock().unwrap_or_else(|e| e.into_inner()).buf.clear();
     let mut journal = lock();
     if let Some(j) = journal.as_mut() {
-        if let Ok(socket) =
-            UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s))
+        // Unconnected if journald cannot be reached now: the first send
+        // then tries to connect again.
+        if let Ok(socket) = journal_socket()
+            .or_else(|_| UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s)))
         {
             j.socket = socket;
         }
@@ -485,25 +498,32 @@ impl Journal {
 
     /// Send queued records until journald stops taking them.
     fn drain(&mut self) {
-        while let Some(record) = self.queue.front() {
-            match self.send(record) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        while let Some(record) = self.queue.pop_front() {
+            match self.send(&record) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.queue.push_front(record);
+                    return;
+                }
                 Ok(()) => {}
                 Err(_) => {
                     DROPPED.fetch_add(1, Relaxed);
                 }
             }
-            if let Some(r) = self.queue.pop_front() {
-                self.queued -= r.len();
-            }
+            self.queued -= record.len();
         }
         PENDING.store(false, Relaxed);
     }
 
-    fn send(&self, record: &[u8]) -> io::Result<()> {
-        match self.socket.send_to(record, JOURNAL_SOCKET) {
+    fn send(&mut self, record: &[u8]) -> io::Result<()> {
+        match self.socket.send(record) {
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => self.send_large(record),
+            // The socket we connected to is gone (its unit was restarted,
+            // or a fork's reconnect failed): connect anew, once.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOTCONN)) => {
+                self.socket = journal_socket()?;
+                self.socket.send(record).map(drop)
+            }
             Err(e) => Err(e),
         }
     }

@@ -676,6 +676,60 @@ fn requests_keep_flowing_while_journald_is_stopped() {
     );
 }
 
+/// Workers keep a socket connected to journald's. When that socket is
+/// replaced under them (its unit restarted, journald with it), the next
+/// event finds the old one gone, connects anew and is filed; nothing is
+/// restarted on spyglass's side.
+#[test]
+fn access_events_survive_journalds_socket_being_replaced() {
+    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "1"), ("SPYGLASS_IDLE_TIMEOUT", "300s")]) else {
+        return;
+    };
+    let filed = |path: &str| {
+        spy.journal(&[&format!("F_PATH={path}"), "-o", "cat"])
+            .contains(path)
+    };
+    assert_eq!(spy.request("/before").map(|r| r.0), Some(404));
+    assert!(
+        wait_until(T, || filed("/before")),
+        "event before the restart"
+    );
+    let pid = spy.main_pid();
+    let journald = spy.sd.show("systemd-journald.service", "MainPID");
+    let inode = |sd: &crate::sdbox::SdBox| {
+        let out = sd.exec(&["stat", "-c", "%i", "/run/systemd/journal/socket"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let socket_before = inode(&spy.sd);
+    let out = spy.sd.exec(&[
+        "systemctl",
+        "restart",
+        "systemd-journald.socket",
+        "systemd-journald.service",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_until(T, || spy.sd.show("systemd-journald.service", "ActiveState")
+            == "active"),
+        "journald back"
+    );
+    assert_ne!(inode(&spy.sd), socket_before, "a new socket");
+    assert_ne!(spy.sd.show("systemd-journald.service", "MainPID"), journald);
+    // Every request after the restart is filed: the first one's event is
+    // the one that finds the old socket gone.
+    for n in 0..5 {
+        let path = format!("/after/{n}");
+        assert_eq!(spy.request(&path).map(|r| r.0), Some(404));
+        assert!(wait_until(T, || filed(&path)), "{path} not filed");
+    }
+    assert_eq!(spy.main_pid(), pid, "the same server throughout");
+    assert!(
+        !spy.show("StatusText").contains("dropped"),
+        "{}",
+        spy.show("StatusText")
+    );
+}
+
 /// `spyglass ctl` against the shipped, sandboxed unit: the control socket
 /// lives in the service's runtime directory; asking a stopped service says
 /// so and does not wake it; the journal carries the operations' events.
