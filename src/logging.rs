@@ -80,6 +80,8 @@ struct Journal {
     queue: VecDeque<Vec<u8>>,
     queued: usize,
     identifier: String,
+    /// Where access records are built, kept from one to the next.
+    scratch: Vec<u8>,
 }
 
 /// Install the global subscriber. Returns a warning to log once logging
@@ -177,42 +179,54 @@ pub fn access(a: &Access<'_>) {
     }
 }
 
-/// The journal record of an access event, sent as any other.
+/// The journal record of an access event, sent as any other (built in a
+/// buffer the journal keeps: a worker sends one per request).
 fn access_record(a: &Access<'_>) {
     let mut journal = lock();
     let Some(j) = journal.as_mut() else {
         return;
     };
-    let mut r = Vec::with_capacity(320);
-    put(&mut r, "PRIORITY", b"6");
-    put(&mut r, "TARGET", ACCESS.as_bytes());
-    put(&mut r, "SYSLOG_IDENTIFIER", j.identifier.as_bytes());
-    // The peer, formatted once: it appears twice.
-    let mut peer = String::with_capacity(48);
-    let _ = write!(peer, "{}", a.peer);
-    let mut text = String::with_capacity(96);
-    let _ = write!(
-        text,
-        "{peer} \"{} {}\" {} {}",
-        a.method, a.path, a.status, a.bytes
-    );
-    put(&mut r, "MESSAGE", text.as_bytes());
-    put(&mut r, "F_METHOD", a.method.as_bytes());
-    put(&mut r, "F_PATH", a.path.as_bytes());
+    let mut r = std::mem::take(&mut j.scratch);
+    r.clear();
+    build_access_record(&mut r, &j.identifier, a);
+    j.submit_slice(&r);
+    j.scratch = r;
+}
+
+/// The fields of an access record, in the native protocol, after `r`'s
+/// contents.
+fn build_access_record(r: &mut Vec<u8>, identifier: &str, a: &Access<'_>) {
+    put(r, "PRIORITY", b"6");
+    put(r, "TARGET", ACCESS.as_bytes());
+    put(r, "SYSLOG_IDENTIFIER", identifier.as_bytes());
+    // MESSAGE is `{peer} "{method} {path}" {status} {bytes}`, and F_PEER
+    // the peer again: written once, at the start of the message.
+    let mut text = Vec::with_capacity(96 + a.path.len());
+    write_peer(&mut text, a.peer);
+    let peer_len = text.len();
     let mut digits = itoa::Buffer::new();
-    let mut num = |r: &mut Vec<u8>, name: &str, n: u64| put(r, name, digits.format(n).as_bytes());
-    num(&mut r, "F_STATUS", u64::from(a.status));
-    num(&mut r, "F_BYTES", a.bytes);
-    num(&mut r, "F_DURATION_US", a.duration_us);
-    num(&mut r, "F_WORKER", u64::from(a.worker));
-    put(&mut r, "F_PEER", peer.as_bytes());
+    text.extend_from_slice(b" \"");
+    text.extend_from_slice(a.method.as_bytes());
+    text.push(b' ');
+    text.extend_from_slice(a.path.as_bytes());
+    text.extend_from_slice(b"\" ");
+    text.extend_from_slice(digits.format(a.status).as_bytes());
+    text.push(b' ');
+    text.extend_from_slice(digits.format(a.bytes).as_bytes());
+    put(r, "MESSAGE", &text);
+    put(r, "F_METHOD", a.method.as_bytes());
+    put(r, "F_PATH", a.path.as_bytes());
+    put(r, "F_STATUS", digits.format(a.status).as_bytes());
+    put(r, "F_BYTES", digits.format(a.bytes).as_bytes());
+    put(r, "F_DURATION_US", digits.format(a.duration_us).as_bytes());
+    put(r, "F_WORKER", digits.format(a.worker).as_bytes());
+    put(r, "F_PEER", &text[..peer_len]);
     if let Some(sp) = a.socket_peer {
         text.clear();
-        let _ = write!(text, "{sp}");
-        put(&mut r, "F_SOCKET_PEER", text.as_bytes());
+        let _ = write!(Writer(&mut text), "{sp}");
+        put(r, "F_SOCKET_PEER", &text);
     }
-    put(&mut r, "F_LISTENER", a.listener.as_bytes());
-    j.submit(r);
+    put(r, "F_LISTENER", a.listener.as_bytes());
 }
 
 /// The text line of an access event, as the text subscriber writes events
@@ -399,6 +413,7 @@ fn open_journal() -> io::Result<Journal> {
         queue: VecDeque::new(),
         queued: 0,
         identifier,
+        scratch: Vec::new(),
     })
 }
 
@@ -487,6 +502,28 @@ impl Journal {
                 }
             }
         }
+        self.enqueue(record);
+    }
+
+    /// [`Journal::submit`] for a record the caller keeps: copied only if
+    /// it has to wait in the queue.
+    fn submit_slice(&mut self, record: &[u8]) {
+        if self.queue.is_empty() {
+            match self.send(record) {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    DROPPED.fetch_add(1, Relaxed);
+                    return;
+                }
+            }
+        }
+        self.enqueue(record.to_vec());
+    }
+
+    /// Put a record behind those journald has not taken yet, within
+    /// [`QUEUE_BYTES`]; beyond, it is dropped and counted.
+    fn enqueue(&mut self, record: Vec<u8>) {
         if self.queued + record.len() > QUEUE_BYTES {
             DROPPED.fetch_add(1, Relaxed);
             return;
@@ -697,6 +734,57 @@ mod tests {
         }
         line.push_str(&format!(" listener={:?}\n", a.listener));
         line
+    }
+
+    #[test]
+    fn access_records_as_before() {
+        use crate::handler::Peer;
+        let peers = [
+            Peer::Tcp("203.0.113.9:40000".parse().unwrap()),
+            Peer::Tcp("[::1]:8".parse().unwrap()),
+            Peer::Ip("2001:db8::2".parse().unwrap()),
+            Peer::Unix,
+        ];
+        let proxy = Peer::Unix;
+        for (i, peer) in peers.iter().enumerate() {
+            let a = Access {
+                method: ["GET", "PROPFIND"][i % 2],
+                path: ["/", "/x\ny", "/a\"b"][i % 3],
+                status: [200, 404, 599][i % 3],
+                bytes: [0, 7, u64::MAX][i % 3],
+                duration_us: 12_345,
+                worker: 77,
+                peer,
+                socket_peer: (i % 2 == 0).then_some(&proxy as _),
+                listener: "web",
+            };
+            // As the record was built with format! and to_string.
+            let mut want = Vec::new();
+            put(&mut want, "PRIORITY", b"6");
+            put(&mut want, "TARGET", ACCESS.as_bytes());
+            put(&mut want, "SYSLOG_IDENTIFIER", b"spy");
+            let p = peer.to_string();
+            let message = format!("{p} \"{} {}\" {} {}", a.method, a.path, a.status, a.bytes);
+            put(&mut want, "MESSAGE", message.as_bytes());
+            put(&mut want, "F_METHOD", a.method.as_bytes());
+            put(&mut want, "F_PATH", a.path.as_bytes());
+            put(&mut want, "F_STATUS", a.status.to_string().as_bytes());
+            put(&mut want, "F_BYTES", a.bytes.to_string().as_bytes());
+            put(&mut want, "F_DURATION_US", b"12345");
+            put(&mut want, "F_WORKER", b"77");
+            put(&mut want, "F_PEER", p.as_bytes());
+            if i % 2 == 0 {
+                put(&mut want, "F_SOCKET_PEER", b"unix");
+            }
+            put(&mut want, "F_LISTENER", b"web");
+            let mut got = b"kept".to_vec();
+            build_access_record(&mut got, "spy", &a);
+            assert_eq!(&got[..4], b"kept");
+            assert_eq!(
+                String::from_utf8_lossy(&got[4..]),
+                String::from_utf8_lossy(&want)
+            );
+        }
     }
 
     #[test]
