@@ -1172,6 +1172,78 @@ fn coldstart_under_systemd() {
     );
 }
 
+/// What a request costs the shipped, sandboxed service with its access log
+/// going to journald, the production setup, and the same without the log
+/// and without the sandbox: wrk inside the box (keep-alive, 50
+/// connections, 5 s, three runs each) against one worker, and the CPU time
+/// of the service's cgroup (master and worker; journald's own work is in
+/// its unit, shown apart) divided by the requests wrk counted. A measurement,
+/// not a test of speed: run with
+/// `cargo test --release --test it logged_request_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark; run explicitly"]
+fn logged_request_cost_under_systemd() {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("(needs wrk)");
+        return;
+    }
+    let cgroup_usec = |sd: &crate::sdbox::SdBox, unit: &str| -> Option<u64> {
+        let stat = sd
+            .root()
+            .join(format!("sys/fs/cgroup/system.slice/{unit}/cpu.stat"));
+        std::fs::read_to_string(stat)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+    };
+    for (sandbox, log) in [(true, "on"), (true, "off"), (false, "on"), (false, "off")] {
+        let Some(spy) = boot_with(
+            &[
+                ("SPYGLASS_WORKERS", "1"),
+                ("SPYGLASS_IDLE_TIMEOUT", "300s"),
+                ("SPYGLASS_ACCESS_LOG", log),
+                ("SPYGLASS_MAX_REQUESTS", "0"),
+            ],
+            sandbox,
+        ) else {
+            return;
+        };
+        assert_eq!(spy.request("/hello.txt").map(|r| r.0), Some(200));
+        let url = format!("http://127.0.0.1:{}/hello.txt", ADDR.1);
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let before = cgroup_usec(&spy.sd, "spyglass.service").expect("cpu.stat");
+            let journald_before = cgroup_usec(&spy.sd, "systemd-journald.service").unwrap_or(0);
+            let out = spy.sd.exec(&["wrk", "-t1", "-c50", "-d5s", &url]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let requests: u64 = text
+                .lines()
+                .find_map(|l| l.trim().split_once(" requests in"))
+                .and_then(|(n, _)| n.trim().parse().ok())
+                .expect("wrk's request count");
+            let used = cgroup_usec(&spy.sd, "spyglass.service").expect("cpu.stat") - before;
+            let journald =
+                cgroup_usec(&spy.sd, "systemd-journald.service").unwrap_or(0) - journald_before;
+            runs.push((
+                requests,
+                used as f64 / requests as f64,
+                journald as f64 / requests as f64,
+            ));
+        }
+        let unit = if sandbox {
+            "shipped unit"
+        } else {
+            "without its sandbox"
+        };
+        eprintln!("{unit}, access log {log}, one worker, wrk -c50 keep-alive in the box, 5 s:");
+        for (requests, us, journald) in runs {
+            eprintln!(
+                "  {requests:>8} requests: spyglass {us:.2} us/request, journald {journald:.2} us/request"
+            );
+        }
+    }
+}
+
 /// The kernel settings the cold start is measured under. Both change the
 /// whole machine while they are set, and are put back as they were when
 /// their guard drops (also when a panic unwinds).
