@@ -199,20 +199,10 @@ fn build_access_record(r: &mut Vec<u8>, identifier: &str, a: &Access<'_>) {
     put(r, "PRIORITY", b"6");
     put(r, "TARGET", ACCESS.as_bytes());
     put(r, "SYSLOG_IDENTIFIER", identifier.as_bytes());
-    // MESSAGE is `{peer} "{method} {path}" {status} {bytes}`, and F_PEER
-    // the peer again: written once, at the start of the message.
+    // F_PEER is the peer at the start of the message, written once.
     let mut text = Vec::with_capacity(96 + a.path.len());
-    write_peer(&mut text, a.peer);
-    let peer_len = text.len();
+    let peer = write_message(&mut text, a);
     let mut digits = itoa::Buffer::new();
-    text.extend_from_slice(b" \"");
-    text.extend_from_slice(a.method.as_bytes());
-    text.push(b' ');
-    text.extend_from_slice(a.path.as_bytes());
-    text.extend_from_slice(b"\" ");
-    text.extend_from_slice(digits.format(a.status).as_bytes());
-    text.push(b' ');
-    text.extend_from_slice(digits.format(a.bytes).as_bytes());
     put(r, "MESSAGE", &text);
     put(r, "F_METHOD", a.method.as_bytes());
     put(r, "F_PATH", a.path.as_bytes());
@@ -220,7 +210,7 @@ fn build_access_record(r: &mut Vec<u8>, identifier: &str, a: &Access<'_>) {
     put(r, "F_BYTES", digits.format(a.bytes).as_bytes());
     put(r, "F_DURATION_US", digits.format(a.duration_us).as_bytes());
     put(r, "F_WORKER", digits.format(a.worker).as_bytes());
-    put(r, "F_PEER", &text[..peer_len]);
+    put(r, "F_PEER", &text[peer]);
     if let Some(sp) = a.socket_peer {
         text.clear();
         let _ = write!(Writer(&mut text), "{sp}");
@@ -241,6 +231,24 @@ fn access_line(a: &Access<'_>) {
         let _ = std::io::stderr().write_all(&lines.buf);
         lines.buf.clear();
     }
+}
+
+/// An access event's message, `{peer} "{method} {path}" {status}
+/// {bytes}`, after `out`'s contents; returns where the peer is in `out`.
+fn write_message(out: &mut Vec<u8>, a: &Access<'_>) -> std::ops::Range<usize> {
+    let start = out.len();
+    write_peer(out, a.peer);
+    let peer = start..out.len();
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b" \"");
+    out.extend_from_slice(a.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(a.path.as_bytes());
+    out.extend_from_slice(b"\" ");
+    out.extend_from_slice(digits.format(a.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(digits.format(a.bytes).as_bytes());
+    peer
 }
 
 /// A peer as its `Display` writes it; an IPv4 client and port (the
@@ -283,18 +291,8 @@ impl Lines {
         let out = &mut self.buf;
         out.reserve(256 + a.path.len() * 2);
         out.extend_from_slice(b"  INFO ");
-        let peer_at = out.len();
-        write_peer(out, a.peer);
-        let peer = peer_at..out.len();
+        let peer = write_message(out, a);
         let mut digits = itoa::Buffer::new();
-        out.extend_from_slice(b" \"");
-        out.extend_from_slice(a.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(a.path.as_bytes());
-        out.extend_from_slice(b"\" ");
-        out.extend_from_slice(digits.format(a.status).as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(digits.format(a.bytes).as_bytes());
         out.extend_from_slice(b" method=");
         quoted(out, a.method);
         out.extend_from_slice(b" path=");
@@ -736,15 +734,24 @@ mod tests {
         line
     }
 
+    /// Peers of every kind, as the access tests write them.
+    fn peers() -> Vec<crate::handler::Peer> {
+        use crate::handler::Peer;
+        vec![
+            Peer::Tcp("127.0.0.1:54321".parse().unwrap()),
+            Peer::Tcp("255.0.10.1:1".parse().unwrap()),
+            Peer::Tcp("[2001:db8::1%7]:443".parse().unwrap()),
+            Peer::Tcp("[::1]:8".parse().unwrap()),
+            Peer::Ip("10.0.0.1".parse().unwrap()),
+            Peer::Ip("2001:db8::2".parse().unwrap()),
+            Peer::Unix,
+        ]
+    }
+
     #[test]
     fn access_records_as_before() {
         use crate::handler::Peer;
-        let peers = [
-            Peer::Tcp("203.0.113.9:40000".parse().unwrap()),
-            Peer::Tcp("[::1]:8".parse().unwrap()),
-            Peer::Ip("2001:db8::2".parse().unwrap()),
-            Peer::Unix,
-        ];
+        let peers = peers();
         let proxy = Peer::Unix;
         for (i, peer) in peers.iter().enumerate() {
             let a = Access {
@@ -791,14 +798,7 @@ mod tests {
     fn access_lines_as_format_writes_them() {
         use crate::handler::Peer;
         use std::time::{Duration, UNIX_EPOCH};
-        let peers = [
-            Peer::Tcp("127.0.0.1:54321".parse().unwrap()),
-            Peer::Tcp("255.0.10.1:1".parse().unwrap()),
-            Peer::Tcp("[2001:db8::1%7]:443".parse().unwrap()),
-            Peer::Ip("10.0.0.1".parse().unwrap()),
-            Peer::Ip("::1".parse().unwrap()),
-            Peer::Unix,
-        ];
+        let peers = peers();
         let proxy = Peer::Unix;
         // Within one second, across a second, a minute, a year, and the
         // first and last microsecond of a second.
