@@ -189,7 +189,7 @@ fn access_record(a: &Access<'_>) {
     let mut r = std::mem::take(&mut j.scratch);
     r.clear();
     build_access_record(&mut r, &j.identifier, a);
-    j.submit_slice(&r);
+    j.submit(&r);
     j.scratch = r;
 }
 
@@ -488,24 +488,10 @@ pub fn flush(limit: Duration) -> bool {
 }
 
 impl Journal {
-    /// Queue or send one record, in order.
-    fn submit(&mut self, record: Vec<u8>) {
-        if self.queue.is_empty() {
-            match self.send(&record) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    DROPPED.fetch_add(1, Relaxed);
-                    return;
-                }
-            }
-        }
-        self.enqueue(record);
-    }
-
-    /// [`Journal::submit`] for a record the caller keeps: copied only if
-    /// it has to wait in the queue.
-    fn submit_slice(&mut self, record: &[u8]) {
+    /// Send one record, or queue a copy of it behind those journald has
+    /// not taken yet (the common case, journald keeping up, copies
+    /// nothing).
+    fn submit(&mut self, record: &[u8]) {
         if self.queue.is_empty() {
             match self.send(record) {
                 Ok(()) => return,
@@ -516,18 +502,12 @@ impl Journal {
                 }
             }
         }
-        self.enqueue(record.to_vec());
-    }
-
-    /// Put a record behind those journald has not taken yet, within
-    /// [`QUEUE_BYTES`]; beyond, it is dropped and counted.
-    fn enqueue(&mut self, record: Vec<u8>) {
         if self.queued + record.len() > QUEUE_BYTES {
             DROPPED.fetch_add(1, Relaxed);
             return;
         }
         self.queued += record.len();
-        self.queue.push_back(record);
+        self.queue.push_back(record.to_vec());
         PENDING.store(true, Relaxed);
     }
 
@@ -623,7 +603,7 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
             record: &mut record,
             text: String::new(),
         });
-        j.submit(record);
+        j.submit(&record);
     }
 }
 
