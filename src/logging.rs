@@ -91,20 +91,35 @@ pub fn init(target: LogTarget, level: Level) -> Option<String> {
     let want_journal = match target {
         LogTarget::Journald => true,
         LogTarget::Stderr => false,
-        LogTarget::Auto => stderr_is_journal(),
+        // A service whose stderr is /dev/null: systemd could not reach
+        // journald as it started us (the stream it would have connected is
+        // journald's). The journal it is, from when journald is back.
+        LogTarget::Auto => {
+            stderr_is_journal() || (std::env::var_os("INVOCATION_ID").is_some() && stderr_is_null())
+        }
     };
     let journal = want_journal
         .then(|| match open_journal() {
-            Ok(j) => {
-                *lock() = Some(j);
-                Some(JournalLayer)
+            Ok(j) => Some(j),
+            // Nowhere else to write: keep to journald, whose socket the
+            // first event sent after it is back connects to; until then
+            // events are dropped and counted (STATUS=).
+            Err(e) if stderr_is_null() => {
+                warning = Some(format!(
+                    "journald unavailable ({e}); events are dropped until it is back"
+                ));
+                unconnected().ok().map(Journal::new)
             }
             Err(e) => {
                 warning = Some(format!("journald unavailable ({e}); logging to stderr"));
                 None
             }
         })
-        .flatten();
+        .flatten()
+        .map(|j| {
+            *lock() = Some(j);
+            JournalLayer
+        });
     let text = journal.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -390,9 +405,15 @@ impl std::fmt::Write for Writer<'_> {
 /// outlives journald's own restarts; should it be replaced, [`Journal::send`]
 /// connects again.
 fn journal_socket() -> io::Result<UnixDatagram> {
+    let socket = unconnected()?;
+    socket.connect(JOURNAL_SOCKET)?;
+    Ok(socket)
+}
+
+/// A socket of our own, not connected yet: [`Journal::send`] connects it.
+fn unconnected() -> io::Result<UnixDatagram> {
     let socket = UnixDatagram::unbound()?;
     socket.set_nonblocking(true)?;
-    socket.connect(JOURNAL_SOCKET)?;
     Ok(socket)
 }
 
@@ -400,19 +421,7 @@ fn open_journal() -> io::Result<Journal> {
     let socket = journal_socket()?;
     // An empty datagram, which journald discards: is anyone there?
     socket.send(&[])?;
-    let identifier = std::env::args_os()
-        .next()
-        .as_ref()
-        .and_then(|p| std::path::Path::new(p).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(Journal {
-        socket,
-        queue: VecDeque::new(),
-        queued: 0,
-        identifier,
-        scratch: Vec::new(),
-    })
+    Ok(Journal::new(socket))
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Option<Journal>> {
@@ -429,9 +438,7 @@ pub fn after_fork() {
     if let Some(j) = journal.as_mut() {
         // Unconnected if journald cannot be reached now: the first send
         // then tries to connect again.
-        if let Ok(socket) = journal_socket()
-            .or_else(|_| UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s)))
-        {
+        if let Ok(socket) = journal_socket().or_else(|_| unconnected()) {
             j.socket = socket;
         }
         j.queue.clear();
@@ -488,6 +495,22 @@ pub fn flush(limit: Duration) -> bool {
 }
 
 impl Journal {
+    fn new(socket: UnixDatagram) -> Journal {
+        let identifier = std::env::args_os()
+            .next()
+            .as_ref()
+            .and_then(|p| std::path::Path::new(p).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Journal {
+            socket,
+            queue: VecDeque::new(),
+            queued: 0,
+            identifier,
+            scratch: Vec::new(),
+        }
+    }
+
     /// Send one record, or queue a copy of it behind those journald has
     /// not taken yet (the common case, journald keeping up, copies
     /// nothing).
@@ -671,6 +694,17 @@ fn stderr_is_journal() -> bool {
     };
     nix::sys::stat::fstat(std::io::stderr().as_fd())
         .is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// stderr is /dev/null (the character device, by its device number).
+fn stderr_is_null() -> bool {
+    let (Ok(err), Ok(null)) = (
+        nix::sys::stat::fstat(std::io::stderr().as_fd()),
+        nix::sys::stat::stat("/dev/null"),
+    ) else {
+        return false;
+    };
+    err.st_mode & libc::S_IFMT == libc::S_IFCHR && err.st_rdev == null.st_rdev
 }
 
 #[cfg(test)]

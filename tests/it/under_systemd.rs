@@ -730,6 +730,64 @@ fn access_events_survive_journalds_socket_being_replaced() {
     );
 }
 
+/// With journald gone altogether (its socket unit and service stopped),
+/// requests are still answered, the service still exits when idle and is
+/// woken again; events it cannot hand over are dropped and counted, and
+/// once journald is back they are filed again, from the next activation
+/// and from the running one alike.
+#[test]
+fn scale_to_zero_goes_on_while_journald_is_gone() {
+    let Some(spy) = boot(&[("SPYGLASS_WORKERS", "1"), ("SPYGLASS_IDLE_TIMEOUT", "2s")]) else {
+        return;
+    };
+    let filed = |path: &str| {
+        spy.journal(&[&format!("F_PATH={path}"), "-o", "cat"])
+            .contains(path)
+    };
+    assert_eq!(spy.request("/before").map(|r| r.0), Some(404));
+    assert!(wait_until(T, || filed("/before")), "event before");
+    let journald = ["systemd-journald.socket", "systemd-journald.service"];
+    let out = spy
+        .sd
+        .exec(&[&["systemctl", "stop"][..], &journald].concat());
+    assert!(out.status.success(), "{out:?}");
+    // The running server: answered, events dropped and counted.
+    for n in 0..20 {
+        let path = format!("/gone/{n}");
+        assert_eq!(spy.request(&path).map(|r| r.0), Some(404), "{path}");
+    }
+    assert!(
+        wait_until(T, || spy.show("StatusText").contains("dropped")),
+        "{}",
+        spy.show("StatusText")
+    );
+    // Idle exit, and a new activation with journald still gone.
+    assert!(spy.wait_inactive(), "no idle exit without journald");
+    assert_eq!(spy.show("Result"), "success");
+    assert_eq!(spy.request("/woken").map(|r| r.0), Some(404));
+    assert_eq!(spy.show("ActiveState"), "active");
+    // journald back: the running server's events are filed again.
+    let out = spy
+        .sd
+        .exec(&[&["systemctl", "start"][..], &journald].concat());
+    assert!(out.status.success(), "{out:?}");
+    let mut n = 0;
+    assert!(
+        wait_until(T, || {
+            n += 1;
+            let path = format!("/back/{n}");
+            assert_eq!(spy.request(&path).map(|r| r.0), Some(404));
+            filed(&path)
+        }),
+        "events of the running server not filed again"
+    );
+    // And the next activation's too.
+    assert!(spy.wait_inactive(), "no idle exit after journald came back");
+    assert_eq!(spy.show("Result"), "success");
+    assert_eq!(spy.request("/next").map(|r| r.0), Some(404));
+    assert!(wait_until(T, || filed("/next")), "next activation's event");
+}
+
 /// `spyglass ctl` against the shipped, sandboxed unit: the control socket
 /// lives in the service's runtime directory; asking a stopped service says
 /// so and does not wake it; the journal carries the operations' events.
