@@ -220,3 +220,49 @@ fn a_stopped_worker_is_replaced_and_its_requests_logged_as_lost() {
     }
     assert_eq!(get(addr, "/hello.txt").status, 200);
 }
+
+/// The binary replaced under a running server (a package upgrade renames
+/// the new one over it): an idle worker drops its mappings of the code it
+/// ran (see `sys::release_code_pages`) and maps what it needs again from
+/// the old file, which its mappings keep alive, so it serves on.
+#[test]
+fn a_deleted_binary_keeps_serving_across_idle_workers_letting_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("spyglass");
+    std::fs::copy(spyglass(), &copy).unwrap();
+    let site = site();
+    let (p, addr) = activated(
+        Launch::new(&copy)
+            .arg(site.path().to_str().unwrap())
+            .args(["--workers", "1"]),
+    );
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/hello.txt").status, 200);
+    }
+    let worker = p.workers()[0];
+    let rss = || {
+        std::fs::read_to_string(format!("/proc/{worker}/smaps_rollup"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("Rss:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let busy = rss();
+    std::fs::remove_file(&copy).unwrap();
+    // The worker lets go once no connection is left for a quiet sweep.
+    assert!(
+        wait_until(T, || rss() < busy),
+        "the idle worker kept its pages: {busy} KiB"
+    );
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/hello.txt").status, 200);
+    }
+    assert_eq!(p.workers(), vec![worker], "the same worker throughout");
+}
