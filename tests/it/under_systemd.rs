@@ -185,6 +185,25 @@ impl Spy {
         String::from_utf8_lossy(&self.sd.journalctl(&all).stdout).into_owned()
     }
 
+    /// The journal holds an access event for `path`.
+    fn filed(&self, path: &str) -> bool {
+        self.journal(&[&format!("F_PATH={path}"), "-o", "cat"])
+            .contains(path)
+    }
+
+    /// Ask (requests `PREFIX/1`, `PREFIX/2`, ..., each answered 404) until
+    /// one's access event is filed: after journald stalled or was gone,
+    /// the first events may still be the ones dropped.
+    fn events_filed_again(&self, prefix: &str) -> bool {
+        let mut n = 0;
+        wait_until(T, || {
+            n += 1;
+            let path = format!("{prefix}/{n}");
+            assert_eq!(self.request(&path).map(|r| r.0), Some(404));
+            self.filed(&path)
+        })
+    }
+
     fn wait_inactive(&self) -> bool {
         wait_until(T, || self.show("ActiveState") == "inactive")
     }
@@ -663,15 +682,8 @@ fn requests_keep_flowing_while_journald_is_stopped() {
     // Logging resumes: once the backlog is through, a new request's event
     // is filed again (while queues are full, new events are the ones
     // dropped, so ask until one arrives).
-    let mut n = 0;
     assert!(
-        wait_until(T, || {
-            n += 1;
-            let path = format!("/after-the-stall/{n}");
-            assert_eq!(spy.request(&path).map(|r| r.0), Some(404));
-            spy.journal(&[&format!("F_PATH={path}"), "-o", "cat"])
-                .contains(&path)
-        }),
+        spy.events_filed_again("/after-the-stall"),
         "access events resume"
     );
 }
@@ -685,13 +697,9 @@ fn access_events_survive_journalds_socket_being_replaced() {
     let Some(spy) = boot(&[("SPYGLASS_WORKERS", "1"), ("SPYGLASS_IDLE_TIMEOUT", "300s")]) else {
         return;
     };
-    let filed = |path: &str| {
-        spy.journal(&[&format!("F_PATH={path}"), "-o", "cat"])
-            .contains(path)
-    };
     assert_eq!(spy.request("/before").map(|r| r.0), Some(404));
     assert!(
-        wait_until(T, || filed("/before")),
+        wait_until(T, || spy.filed("/before")),
         "event before the restart"
     );
     let pid = spy.main_pid();
@@ -720,7 +728,7 @@ fn access_events_survive_journalds_socket_being_replaced() {
     for n in 0..5 {
         let path = format!("/after/{n}");
         assert_eq!(spy.request(&path).map(|r| r.0), Some(404));
-        assert!(wait_until(T, || filed(&path)), "{path} not filed");
+        assert!(wait_until(T, || spy.filed(&path)), "{path} not filed");
     }
     assert_eq!(spy.main_pid(), pid, "the same server throughout");
     assert!(
@@ -740,12 +748,8 @@ fn scale_to_zero_goes_on_while_journald_is_gone() {
     let Some(spy) = boot(&[("SPYGLASS_WORKERS", "1"), ("SPYGLASS_IDLE_TIMEOUT", "2s")]) else {
         return;
     };
-    let filed = |path: &str| {
-        spy.journal(&[&format!("F_PATH={path}"), "-o", "cat"])
-            .contains(path)
-    };
     assert_eq!(spy.request("/before").map(|r| r.0), Some(404));
-    assert!(wait_until(T, || filed("/before")), "event before");
+    assert!(wait_until(T, || spy.filed("/before")), "event before");
     let journald = ["systemd-journald.socket", "systemd-journald.service"];
     let out = spy
         .sd
@@ -771,21 +775,18 @@ fn scale_to_zero_goes_on_while_journald_is_gone() {
         .sd
         .exec(&[&["systemctl", "start"][..], &journald].concat());
     assert!(out.status.success(), "{out:?}");
-    let mut n = 0;
     assert!(
-        wait_until(T, || {
-            n += 1;
-            let path = format!("/back/{n}");
-            assert_eq!(spy.request(&path).map(|r| r.0), Some(404));
-            filed(&path)
-        }),
+        spy.events_filed_again("/back"),
         "events of the running server not filed again"
     );
     // And the next activation's too.
     assert!(spy.wait_inactive(), "no idle exit after journald came back");
     assert_eq!(spy.show("Result"), "success");
     assert_eq!(spy.request("/next").map(|r| r.0), Some(404));
-    assert!(wait_until(T, || filed("/next")), "next activation's event");
+    assert!(
+        wait_until(T, || spy.filed("/next")),
+        "next activation's event"
+    );
 }
 
 /// `spyglass ctl` against the shipped, sandboxed unit: the control socket
