@@ -199,7 +199,6 @@ impl Lookout {
             exe = %launch.exe(),
             "lookout: waiting for the first connection to start the master"
         );
-        rest();
         Ok(Lookout {
             listeners,
             signals,
@@ -290,6 +289,9 @@ impl Lookout {
                 PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         };
+        if timeout == PollTimeout::NONE && self.master.is_none() {
+            rest();
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => tracing::warn!(error = %e, "lookout: poll failed"),
@@ -406,7 +408,6 @@ impl Lookout {
             End::Crashed => tracing::error!(master = pid, "lookout: the master crashed: {how}"),
         }
         self.back_off(end, m.ready_at.map(|t| t.elapsed()));
-        rest();
     }
 
     /// Apply the back-off policy to how the last master ended, and say
@@ -581,16 +582,18 @@ impl Lookout {
     }
 }
 
-/// Go back to waiting with nothing more than the Lookout started with: the
-/// heap's free pages back to the kernel (parsing the command line, or a
-/// master's start, took more than the Lookout keeps), and its mappings of
-/// the code and read-only data of the binary and its libraries dropped
-/// (they stay in the page cache, which the next master maps anyway; what
-/// the waiting loop touches comes back as minor faults).
+/// Wait with nothing more than the Lookout started with: called before
+/// every wait without a master and without a deadline (after start-up, and
+/// after each master). The heap's free pages go back to the kernel
+/// (parsing the command line, or a master's start, took more than the
+/// Lookout keeps), and so do the stack that start-up's deep calls left
+/// behind and its mappings of the code and read-only data of the binary
+/// and its libraries (they stay in the page cache, which the next master
+/// maps anyway; what the waiting loop touches comes back as minor faults).
+/// Here, just before the poll, so that as little as possible runs between
+/// the release and the sleep.
 fn rest() {
-    if let Err(e) = sys::release_code_pages() {
-        tracing::debug!(error = %e, "lookout: cannot release code pages");
+    if let Err(e) = sys::release_idle_pages() {
+        tracing::debug!(error = %e, "lookout: cannot release idle pages");
     }
-    // After: reading /proc/self/smaps took heap of its own.
-    sys::trim_heap();
 }

@@ -439,23 +439,48 @@ pub fn unread_by_peer(sock: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// Drop this process's page-table entries for the code and read-only data
-/// of its executable and its shared libraries, so that only the pages it
-/// touches from now on come back. Those pages stay in the page cache, so
-/// they come back as minor faults. An idle process otherwise keeps every
-/// page its start-up touched, and many more besides: the kernel maps the
-/// neighbours of each page a fault brings in ("fault-around", 64 KiB), so
-/// a master that ran its argument parser once holds most of libc, libgcc_s
-/// and its own text for as long as it sleeps. Only mappings without a
-/// single anonymous (copied-on-write) page are dropped: relocated data
-/// (RELRO), a library with text relocations or a debugger's breakpoint
-/// make a mapping differ from its file, and dropping those would undo
-/// them. Returns the bytes whose entries were dropped.
-pub fn release_code_pages() -> io::Result<usize> {
+/// What an idle process gives back in [`release_idle_pages`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Released {
+    /// Bytes of code and read-only data whose page-table entries were
+    /// dropped.
+    pub code: usize,
+    /// Bytes of the stack below the caller that were dropped.
+    pub stack: usize,
+}
+
+/// Give back what an idle process holds but does not need while it
+/// sleeps: its mappings of code and read-only data (see below), the pages
+/// of its stack below the caller (deep calls at start-up left them
+/// behind), and the heap's free pages ([`trim_heap`]).
+///
+/// Code and read-only data of the executable and its shared libraries:
+/// only the pages touched from now on come back, from the page cache, as
+/// minor faults. An idle process otherwise keeps every page its start-up
+/// touched, and many more besides: the kernel maps the neighbours of each
+/// page a fault brings in ("fault-around", 64 KiB), so a master that ran
+/// its argument parser once holds most of libc, libgcc_s and its own text
+/// for as long as it sleeps. Only mappings without a single anonymous
+/// (copied-on-write) page are dropped: relocated data (RELRO), a library
+/// with text relocations or a debugger's breakpoint make a mapping differ
+/// from its file, and dropping those would undo them.
+///
+/// The stack: everything more than [`STACK_KEPT`] below this function's
+/// frame is dead (no frame lives there, and the main thread is the only
+/// user of its stack), so its pages can go; a deeper call later gets
+/// fresh zeroed pages, as it would have on first use.
+///
+/// Call it from the main thread, just before a long sleep.
+pub fn release_idle_pages() -> io::Result<Released> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-    let mut released = 0;
+    let mut released = Released::default();
+    let mut stack = None;
     for m in Mapping::parse_all(&smaps) {
+        if m.path == "[stack]" && m.perms == "rw-p" {
+            stack = Some(m.start..m.start + m.len);
+            continue;
+        }
         let file = std::path::Path::new(m.path);
         let code = m.perms == "r-xp" || m.perms == "r--p";
         let ours = file == exe || is_shared_object(m.path);
@@ -475,9 +500,60 @@ pub fn release_code_pages() -> io::Result<usize> {
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
-        released += m.len;
+        released.code += m.len;
+    }
+    drop(smaps);
+    trim_heap();
+    // Last, so that no deeper call follows to bring pages back.
+    if let Some(range) = stack {
+        released.stack = release_stack_below_here(range)?;
     }
     Ok(released)
+}
+
+/// How much of the stack below the frame that releases it stays: room for
+/// the one call it still makes (madvise, a few words of stack), and more.
+pub const STACK_KEPT: usize = 4 << 10;
+
+/// Drop the pages of the main thread's stack mapping (`stack`, from
+/// smaps) that lie more than [`STACK_KEPT`] below this frame. Not inlined:
+/// its own frame is the one measured from.
+#[inline(never)]
+fn release_stack_below_here(stack: std::ops::Range<usize>) -> io::Result<usize> {
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    if !stack.contains(&here) {
+        return Ok(0); // another thread's stack
+    }
+    let low = stack.start;
+    let page = page_size();
+    let high = here.saturating_sub(STACK_KEPT) / page * page;
+    if high <= low {
+        return Ok(0);
+    }
+    // SAFETY: [low, high) lies inside the main thread's stack mapping
+    // (`low` is its start, from smaps; `high` is below this frame, which is
+    // on it: checked above) and more than STACK_KEPT below the frame of
+    // this function, which the only thread using that stack is running:
+    // no live frame is there, only what deeper calls left behind. The
+    // madvise call's own frames use a few hundred bytes below this one,
+    // far above `high`. MADV_DONTNEED on private anonymous memory frees
+    // the pages; touching them again gives zeroed pages, as a fresh stack
+    // would. A signal handler that runs later gets such pages too.
+    let r = unsafe { libc::madvise(low as *mut libc::c_void, high - low, libc::MADV_DONTNEED) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(high - low)
+}
+
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| n.is_power_of_two())
+        .unwrap_or(4096)
 }
 
 /// A file name such as `libc.so.6` or `libgcc_s.so.1`.
@@ -486,7 +562,7 @@ fn is_shared_object(path: &str) -> bool {
     name.ends_with(".so") || name.contains(".so.")
 }
 
-/// One mapping of /proc/self/smaps, as far as [`release_code_pages`]
+/// One mapping of /proc/self/smaps, as far as [`release_idle_pages`]
 /// needs it.
 struct Mapping<'a> {
     start: usize,
@@ -586,12 +662,14 @@ Anonymous:             0 kB
 
     #[test]
     fn released_code_comes_back_on_use() {
-        let released = release_code_pages().expect("smaps readable");
+        let released = release_idle_pages().expect("smaps readable");
         // libc's and this test binary's code at least.
-        assert!(released > 1 << 20, "released only {released} bytes");
+        assert!(released.code > 1 << 20, "released only {released:?}");
+        // A test runs on a thread of its own, not on the [stack] mapping.
+        assert_eq!(released.stack, 0);
         // Everything still runs: code, formatting tables, libc.
         let text = format!("{:?}", std::fs::read_link("/proc/self/exe"));
         assert!(text.contains("Ok("), "{text}");
-        assert!(release_code_pages().is_ok());
+        assert!(release_idle_pages().is_ok());
     }
 }

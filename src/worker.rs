@@ -600,8 +600,7 @@ impl<'a> EventLoop<'a> {
         self.conns = Vec::new();
         self.free = Vec::new();
         crate::buffers::drop_spares();
-        let _ = crate::sys::release_code_pages();
-        crate::sys::trim_heap();
+        let _ = crate::sys::release_idle_pages();
     }
 }
 

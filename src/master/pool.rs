@@ -280,9 +280,10 @@ impl Master<'_> {
         self.last_status = status;
         // What the master needed to start (parsing flags, building the
         // handler, forking) it will not need again: let its code pages (its
-        // own and its libraries') go, so that an idle master holds only what
-        // its loop touches. After READY=1, which this must not delay.
-        let _ = crate::sys::release_code_pages();
+        // own and its libraries'), the stack its start-up used and the
+        // heap's free pages go, so that an idle master holds only what its
+        // loop touches. After READY=1, which this must not delay.
+        let _ = crate::sys::release_idle_pages();
         // Workers of the image that re-executed us serve until now.
         for w in self.workers.iter_mut().filter(|w| w.slot.is_none()) {
             w.tell_stop();
