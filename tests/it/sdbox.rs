@@ -200,6 +200,9 @@ pub struct Options {
     pub private_os: bool,
     /// sysusers.d(5) texts whose users and groups the box has (see the header).
     pub sysusers: Vec<String>,
+    /// A box-private /etc/nsswitch.conf, bound read-only over the host's: to measure what
+    /// the name service configuration costs a service's start.
+    pub nsswitch: Option<String>,
 }
 
 impl Default for Options {
@@ -208,6 +211,7 @@ impl Default for Options {
             ttl: DEFAULT_TTL,
             private_os: false,
             sysusers: Vec::new(),
+            nsswitch: None,
         }
     }
 }
@@ -354,6 +358,7 @@ impl SdBox {
             units,
             private_os: opts.private_os,
             accounts,
+            nsswitch: opts.nsswitch.clone(),
         };
         let setup = thread::scope(|s| s.spawn(|| setup.run()).join());
         match setup.expect("setup thread panicked") {
@@ -575,6 +580,8 @@ struct Setup<'a> {
     private_os: bool,
     /// Box-private /etc/passwd and /etc/group texts, if any ([`Options::sysusers`]).
     accounts: Option<(String, String)>,
+    /// A box-private /etc/nsswitch.conf text ([`Options::nsswitch`]).
+    nsswitch: Option<String>,
 }
 
 impl Setup<'_> {
@@ -652,13 +659,15 @@ impl Setup<'_> {
         let machine_id = "/run/spyglass-sdbox/machine-id";
         fs::write(machine_id, format!("{}\n", uuid.trim().replace('-', "")))?;
         bind(machine_id, "/etc/machine-id", Some(RO))?;
-        if let Some((passwd, group)) = &self.accounts {
-            for (name, text) in [("passwd", passwd), ("group", group)] {
-                let private = format!("/run/spyglass-sdbox/{name}");
-                fs::write(&private, text)?;
-                fs::set_permissions(&private, fs::Permissions::from_mode(0o644))?;
-                bind(&private, &format!("/etc/{name}"), Some(RO))?;
-            }
+        let accounts = self
+            .accounts
+            .iter()
+            .flat_map(|(passwd, group)| [("passwd", passwd), ("group", group)]);
+        for (name, text) in accounts.chain(self.nsswitch.iter().map(|t| ("nsswitch.conf", t))) {
+            let private = format!("/run/spyglass-sdbox/{name}");
+            fs::write(&private, text)?;
+            fs::set_permissions(&private, fs::Permissions::from_mode(0o644))?;
+            bind(&private, &format!("/etc/{name}"), Some(RO))?;
         }
         Ok(())
     }
