@@ -150,6 +150,10 @@ struct Lookout {
     /// Stopping: exit once no master runs; kill it at this deadline.
     stopping: Option<Instant>,
     pid_file: Option<PidFile>,
+    /// [`rest`] ran since the last master was started: a wake-up that
+    /// starts none (a stray notification, a signal) does not read smaps
+    /// again, so that nobody can make the idle Lookout spin on it.
+    rested: bool,
 }
 
 /// What woke the Lookout.
@@ -214,6 +218,7 @@ impl Lookout {
             accept_paused_until: None,
             stopping: None,
             pid_file,
+            rested: false,
         })
     }
 
@@ -289,8 +294,9 @@ impl Lookout {
                 PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         };
-        if timeout == PollTimeout::NONE && self.master.is_none() {
+        if timeout == PollTimeout::NONE && self.master.is_none() && !self.rested {
             rest();
+            self.rested = true;
         }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -330,6 +336,7 @@ impl Lookout {
 
     /// Start the master on the waiting connection.
     fn start_master(&mut self) {
+        self.rested = false;
         match self.launch.start(&self.listeners) {
             Ok(pid) => {
                 tracing::info!(master = pid.as_raw(), "lookout: started the master");
@@ -582,9 +589,9 @@ impl Lookout {
     }
 }
 
-/// Wait with nothing more than the Lookout started with: called before
-/// every wait without a master and without a deadline (after start-up, and
-/// after each master). The heap's free pages go back to the kernel
+/// Wait with nothing more than the Lookout started with: called before the
+/// first wait without a master and without a deadline after start-up and
+/// after each master (once: see `Lookout::rested`). The heap's free pages go back to the kernel
 /// (parsing the command line, or a master's start, took more than the
 /// Lookout keeps), and so do the stack that start-up's deep calls left
 /// behind and its mappings of the code and read-only data of the binary
