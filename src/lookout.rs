@@ -590,15 +590,15 @@ impl Lookout {
 }
 
 /// Wait with nothing more than the Lookout started with: called before the
-/// first wait without a master and without a deadline after start-up and
-/// after each master (once: see `Lookout::rested`). The heap's free pages go back to the kernel
-/// (parsing the command line, or a master's start, took more than the
-/// Lookout keeps), and so do the stack that start-up's deep calls left
-/// behind and its mappings of the code and read-only data of the binary
-/// and its libraries (they stay in the page cache, which the next master
-/// maps anyway; what the waiting loop touches comes back as minor faults).
-/// Here, just before the poll, so that as little as possible runs between
-/// the release and the sleep.
+/// first wait without a master and without a deadline, after start-up and
+/// after each master (once each: see `Lookout::rested`). The heap's free
+/// pages go back to the kernel (parsing the command line, or a master's
+/// start, took more than the Lookout keeps), and so do the stack that
+/// start-up's deep calls left behind and its mappings of the code and
+/// read-only data of the binary and its libraries (they stay in the page
+/// cache, which the next master maps anyway; what the waiting loop touches
+/// comes back as minor faults). Here, just before the poll, so that as
+/// little as possible runs between the release and the sleep.
 fn rest() {
     if let Err(e) = sys::release_idle_pages() {
         tracing::debug!(error = %e, "lookout: cannot release idle pages");
