@@ -41,11 +41,22 @@ fn boot_with(env: &[(&str, &str)], sandbox: bool) -> Option<Spy> {
 
 /// As [`boot`], serving `root` (in the box) instead of the staged site.
 fn boot_full(env: &[(&str, &str)], sandbox: bool, root: &str) -> Option<Spy> {
+    boot_site(env, sandbox, root, None)
+}
+
+/// As [`boot_full`], in a box with its own /etc/nsswitch.conf if `nsswitch`.
+fn boot_site(
+    env: &[(&str, &str)],
+    sandbox: bool,
+    root: &str,
+    nsswitch: Option<String>,
+) -> Option<Spy> {
     let mut service = shipped("spyglass.service");
     if !sandbox {
         service = without_sandbox(&service);
     }
-    let sd = boot_units(&site_units("spyglass", &service, ADDR.1, env, root))?;
+    let units = site_units("spyglass", &service, ADDR.1, env, root);
+    let sd = boot_units_with(&units, nsswitch)?;
     Some(Spy {
         _site: stage_site(&sd),
         sd,
@@ -1193,25 +1204,19 @@ fn coldstart_under_systemd() {
             let Some(spy) = boot_with(&BENCH_ENV, sandbox) else {
                 return;
             };
-            rows.push((setting.label(), sandbox, twenty_cold_starts(&spy)));
+            rows.push((
+                setting.label().to_owned(),
+                sandbox,
+                twenty_cold_starts(&spy),
+            ));
         }
         // The host's name service, for the sandboxed unit: see
         // [`initgroups_from_files`].
         if let Some(nsswitch) = initgroups_from_files() {
-            let service = shipped("spyglass.service");
-            let units = site_units("spyglass", &service, ADDR.1, &BENCH_ENV, SITE);
-            let Some(sd) = boot_units_with(&units, Some(nsswitch)) else {
+            let Some(spy) = boot_site(&BENCH_ENV, true, SITE, Some(nsswitch)) else {
                 return;
             };
-            let spy = Spy {
-                _site: stage_site(&sd),
-                sd,
-            };
-            let label = match setting {
-                KernelSetting::AsBooted => "+ initgroups: files",
-                KernelSetting::FavorDynmods => "+ favordynmods, initgroups: files",
-                KernelSetting::ExpeditedRcu => "+ RCU expedited, initgroups: files",
-            };
+            let label = format!("{}, initgroups: files", setting.label());
             rows.push((label, true, twenty_cold_starts(&spy)));
         }
         drop(guard);
