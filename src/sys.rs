@@ -411,7 +411,7 @@ pub fn own_binary() -> std::path::PathBuf {
 /// Give the heap's free pages back to the kernel (malloc_trim(3)): for a
 /// process that will sleep for hours holding little, after startup
 /// allocated and freed much more (parsing the command line, say).
-pub fn trim_heap() {
+fn trim_heap() {
     // SAFETY: malloc_trim takes a size and touches only the allocator's own
     // free memory, under the allocator's lock.
     unsafe { libc::malloc_trim(0) };
