@@ -22,6 +22,7 @@
 
 use std::mem::MaybeUninit;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 
@@ -188,14 +189,26 @@ fn validate(head_bytes: &[u8], limits: &Limits) -> Result<Box<Head>, Error> {
     };
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| Error::Malformed("invalid method"))?;
-    let uri = parse_target(&method, target)?;
+    // One copy of the head, shared: the target and each field value below
+    // are slices of it rather than allocations and copies of their own (as
+    // hyper does). A value the application keeps keeps the whole head.
+    let shared = Bytes::copy_from_slice(head_bytes);
+    let within = |part: &[u8]| {
+        let at = (part.as_ptr() as usize).wrapping_sub(head_bytes.as_ptr() as usize);
+        match at.checked_add(part.len()) {
+            Some(end) if end <= shared.len() => shared.slice(at..end),
+            // Not a part of the head (httparse's slices always are).
+            _ => Bytes::copy_from_slice(part),
+        }
+    };
+    let uri = parse_target(&method, target, within(target.as_bytes()))?;
 
     let mut fields = Fields::default();
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| Error::Malformed("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value)
+        let value = crate::sys::parsed_field_value(within(h.value))
             .map_err(|_| Error::Malformed("invalid header value"))?;
         fields.note(&name, h.value)?;
         headers.append(name, value);
@@ -323,8 +336,8 @@ fn version_error(head: &[u8]) -> Error {
 }
 
 /// The four forms of request-target (RFC 9112 §3.2), each only where it
-/// belongs.
-fn parse_target(method: &Method, target: &str) -> Result<Uri, Error> {
+/// belongs: `target` checked, and the URI made of `shared`, the same bytes.
+fn parse_target(method: &Method, target: &str, shared: Bytes) -> Result<Uri, Error> {
     if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::Malformed("invalid characters in target"));
     }
@@ -370,7 +383,7 @@ fn parse_target(method: &Method, target: &str) -> Result<Uri, Error> {
             None => return Err(Error::Malformed("invalid authority in target")),
         }
     }
-    Uri::try_from(target).map_err(|_| Error::Malformed("invalid target"))
+    Uri::from_maybe_shared(shared).map_err(|_| Error::Malformed("invalid target"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,14 @@
 //!   `Host` in 1.1, an absolute-form target's authority as the `Host`, no
 //!   body length above the limit, never `Content-Length` with chunked;
 //! - a higher `max_headers`, whose slots come from the heap rather than the
-//!   stack, accepts the same head the same way.
+//!   stack, accepts the same head the same way;
+//! - every field value is one `HeaderValue` accepts when checked from
+//!   scratch (the parser takes field values without checking them again:
+//!   `sys::parsed_field_value`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spyglass::http::{Version, header};
+use spyglass::http::{HeaderValue, Version, header};
 use spyglass::request::{Framing, Limits, Parsed, parse_head};
 
 const LIMITS: Limits = Limits {
@@ -32,6 +35,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(n <= data.len());
+    for value in head.headers.values() {
+        assert!(
+            HeaderValue::from_bytes(value.as_bytes()).is_ok(),
+            "{value:?}"
+        );
+    }
     match parse_head(data, &HEAP_SLOTS) {
         Ok(Parsed::Complete(other, m)) => {
             assert_eq!(m, n);

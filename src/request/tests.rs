@@ -648,3 +648,41 @@ fn header_limits_on_both_sides_of_the_stack_slots() {
         );
     }
 }
+
+/// Field values are taken from httparse without `HeaderValue` checking
+/// their bytes again (`sys::parsed_field_value`): every byte, at the start,
+/// inside and at the end of a value, is admitted by the parser exactly when
+/// `HeaderValue` admits it (leading and trailing whitespace aside, which the
+/// parser trims), and what is admitted arrives unchanged.
+#[test]
+fn the_parser_admits_only_what_header_value_admits() {
+    let limits = Limits {
+        max_headers: 100,
+        ..LIMITS
+    };
+    for b in 0..=255u8 {
+        for value in [vec![b, b'z'], vec![b'a', b, b'z'], vec![b'a', b]] {
+            let mut head = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+            head.extend_from_slice(&value);
+            head.extend_from_slice(b"\r\n\r\n");
+            let ows = |c: &u8| matches!(c, b' ' | b'\t');
+            let start = value.iter().position(|c| !ows(c)).unwrap_or(value.len());
+            let end = value.iter().rposition(|c| !ows(c)).map_or(start, |i| i + 1);
+            let trimmed = &value[start..end];
+            let valid = HeaderValue::from_bytes(trimmed).is_ok();
+            match parse_head(&head, &limits) {
+                Result::Ok(Parsed::Complete(h, _)) => {
+                    let got = h.headers.get("x").map(HeaderValue::as_bytes);
+                    assert!(valid, "byte {b:#04x} admitted in {value:?}");
+                    assert_eq!(got, Some(trimmed), "byte {b:#04x} in {value:?}");
+                }
+                Result::Ok(Parsed::Partial) => panic!("a whole head is partial: {head:?}"),
+                // CR, LF and NUL end or break the line, whatever the position.
+                Result::Err(_) => assert!(
+                    !valid || matches!(b, b'\r' | b'\n'),
+                    "byte {b:#04x} refused in {value:?}"
+                ),
+            }
+        }
+    }
+}
