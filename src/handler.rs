@@ -356,6 +356,9 @@ pub struct Body {
 }
 
 pub(crate) enum BodyKind {
+    /// One run of bytes or one file region (the usual body): no queue to
+    /// allocate for it.
+    One(Part),
     /// Bytes and file regions, total length known.
     Parts(VecDeque<Part>, u64),
     /// Produced on demand; length known or not.
@@ -390,7 +393,16 @@ impl Body {
 
     /// Bytes and file regions, sent in order.
     pub fn from_parts(parts: impl IntoIterator<Item = Part>) -> Body {
-        let parts: VecDeque<Part> = parts.into_iter().filter(|p| p.len() > 0).collect();
+        let mut parts = parts.into_iter().filter(|p| p.len() > 0);
+        let Some(first) = parts.next() else {
+            return Body::empty();
+        };
+        let Some(second) = parts.next() else {
+            return Body {
+                kind: BodyKind::One(first),
+            };
+        };
+        let parts: VecDeque<Part> = [first, second].into_iter().chain(parts).collect();
         let total = parts.iter().map(Part::len).sum();
         Body {
             kind: BodyKind::Parts(parts, total),
@@ -422,6 +434,7 @@ impl Body {
     /// The length, when known before sending.
     pub fn len(&self) -> Option<u64> {
         match &self.kind {
+            BodyKind::One(p) => Some(p.len()),
             BodyKind::Parts(_, n) => Some(*n),
             BodyKind::Stream(_, n) => *n,
             BodyKind::Pending(_) => None,
@@ -443,6 +456,7 @@ impl Default for Body {
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
+            BodyKind::One(p) => write!(f, "Body(1 part, {} bytes)", p.len()),
             BodyKind::Parts(p, n) => write!(f, "Body({} parts, {n} bytes)", p.len()),
             BodyKind::Stream(_, n) => write!(f, "Body(stream, {n:?} bytes)"),
             BodyKind::Pending(_) => f.write_str("Body(pending)"),

@@ -225,6 +225,17 @@ impl Output {
             return;
         }
         match body.kind {
+            BodyKind::One(Part::Bytes(b)) if b.len() <= COALESCE => {
+                self.buf.extend_from_slice(&b);
+                self.body_sent += b.len() as u64;
+            }
+            BodyKind::One(part) => {
+                // As for several parts below, but the queue (empty after the
+                // last response) keeps its capacity: nothing to allocate.
+                self.parts.clear();
+                self.parts.push_back(part);
+                self.part_off = 0;
+            }
             BodyKind::Parts(mut parts, total) => {
                 if total as usize <= COALESCE {
                     while let Some(Part::Bytes(b)) = parts.front() {
