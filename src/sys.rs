@@ -1,9 +1,10 @@
 //! The only file with `unsafe` code: fork, `_exit`, a shared anonymous
 //! mapping, `accept4` with the peer address, the pre-exec reset of a CGI
-//! child and the pidfd that watches its exit, the fork and exec with
-//! which the Lookout starts a socket-activated master, and a request's
-//! field values taken without checking their bytes a second time. Each block carries its
-//! `// SAFETY:` argument; the crate root denies unsafe code everywhere else.
+//! child and the pidfd that watches its exit, the fork and exec with which
+//! the Lookout starts a socket-activated master, the pages an idle process
+//! gives back, and a request's field values taken without checking their
+//! bytes a second time. Each block carries its `// SAFETY:` argument; the
+//! crate root denies unsafe code everywhere else.
 //!
 //! Everything here is a thin, typed wrapper; policy (what to do after fork,
 //! what to share) lives with the callers.
@@ -535,7 +536,7 @@ pub fn release_idle_pages() -> io::Result<Released> {
 
 /// How much of the stack below the frame that releases it stays: room for
 /// the one call it still makes (madvise, a few words of stack), and more.
-pub const STACK_KEPT: usize = 4 << 10;
+const STACK_KEPT: usize = 4 << 10;
 
 /// Drop the pages of the main thread's stack mapping (`stack`, from
 /// smaps) that lie more than [`STACK_KEPT`] below this frame. Not inlined:

@@ -223,7 +223,7 @@ fn a_stopped_worker_is_replaced_and_its_requests_logged_as_lost() {
 
 /// The binary replaced under a running server (a package upgrade renames
 /// the new one over it): an idle worker drops its mappings of the code it
-/// ran (see `sys::release_code_pages`) and maps what it needs again from
+/// ran (see `sys::release_idle_pages`) and maps what it needs again from
 /// the old file, which its mappings keep alive, so it serves on.
 #[test]
 fn a_deleted_binary_keeps_serving_across_idle_workers_letting_go() {
