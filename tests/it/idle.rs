@@ -153,7 +153,12 @@ fn reset(s: TcpStream) {
 /// connection and thread), and assert that it reaches `0 in flight` and
 /// exits 0 in time. Held connections stay open until it has exited.
 fn burst_then_idle_exit(root: &Path, shapes: &[Shape], label: &str) {
-    let (mut proc, addr) = start(root);
+    let (proc, addr) = start(root);
+    burst_then_idle_exit_of(proc, addr, shapes, label);
+}
+
+/// [`burst_then_idle_exit`] on a server the caller started (with [`FLAGS`]).
+fn burst_then_idle_exit_of(mut proc: Proc, addr: SocketAddr, shapes: &[Shape], label: &str) {
     let n = proc.notify.as_mut().expect("notify");
     let _ = n.wait_for("(everything queued so far)", Duration::ZERO);
     n.clear();
@@ -282,6 +287,38 @@ fn keep_alive_then_half_a_request_and_fin() {
         ]),
         "keep-alive, half a request + FIN",
     );
+}
+
+/// An application's body of one part held in memory (an echo of 16 MiB,
+/// more than loopback's socket buffers take, as `big.bin` above), half sent when the client
+/// resets, or half sent to a client that sent its FIN and reads no more:
+/// the rest waits in the connection's output queue, and the connection's
+/// end (the RST, or `--write-timeout`) must leave nothing in flight.
+#[test]
+fn an_app_body_of_one_part_half_sent() {
+    let body = vec![b'x'; 16 << 20];
+    let mut request = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    // FLAGS without --cgi-timeout, a flag of the spyglass binary only.
+    let flags: Vec<&str> = FLAGS
+        .chunks(2)
+        .filter(|f| f[0] != "--cgi-timeout")
+        .flatten()
+        .copied()
+        .collect();
+    let (proc, addr) = activated(
+        Launch::new(example("app"))
+            .args(flags)
+            .args(["--max-body", "32M"]),
+    );
+    let rst = Shape::new(vec![Act::Send(request.clone()), Act::AwaitBytes, Act::Rst]);
+    let mut fin = Shape::new(vec![Act::Send(request), Act::AwaitBytes, Act::Fin]);
+    fin.hold = true;
+    burst_then_idle_exit_of(proc, addr, &[rst, fin], "app body of one part half sent");
 }
 
 #[test]
