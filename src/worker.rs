@@ -561,15 +561,17 @@ impl<'a> EventLoop<'a> {
     }
 
     fn remove(&mut self, i: usize, now: u64) {
-        if let Some(mut entry) = self.conns[i].take() {
-            self.in_flight.set(&mut entry.counted, false);
-            self.open -= 1;
-            self.free.push(i);
-            self.tally.last_active = now;
-            // Closing the socket (and the stream, if any) removes them from
-            // the epoll set: nothing else holds them.
-            drop(entry);
-        }
+        let Some(entry) = self.conns[i].as_mut() else {
+            return;
+        };
+        self.in_flight.set(&mut entry.counted, false);
+        self.open -= 1;
+        self.free.push(i);
+        self.tally.last_active = now;
+        // Dropped where it lies (`take()` would copy its 550 bytes out
+        // first). Closing the socket (and the stream, if any) removes them
+        // from the epoll set: nothing else holds them.
+        self.conns[i] = None;
     }
 
     fn sweep(&mut self, now: u64) {
