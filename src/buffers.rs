@@ -33,9 +33,45 @@ std::thread_local! {
 /// Spare input buffers kept at most (16 x 2 KiB).
 const SPARE_MAX: usize = 16;
 
+std::thread_local! {
+    /// Output buffers (a response's head and small body) of closed
+    /// connections, emptied, for the next ones: the same saving as
+    /// [`SPARE`], on the way out.
+    static SPARE_OUT: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An output buffer is kept as a spare only up to this capacity (a head
+/// and a small body; one that held a larger body is freed): at most
+/// [`SPARE_MAX`] x 4 KiB.
+const SPARE_OUT_CAPACITY: usize = 4096;
+
 /// Let the spare buffers go (an idle worker keeps none).
 pub fn drop_spares() {
     let _ = SPARE.try_with(|s| *s.borrow_mut() = Vec::new());
+    let _ = SPARE_OUT.try_with(|s| *s.borrow_mut() = Vec::new());
+}
+
+/// An empty output buffer: a spare if there is one.
+pub fn output_buffer() -> Vec<u8> {
+    SPARE_OUT
+        .try_with(|s| s.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Give an output buffer back for the next connection.
+pub fn return_output_buffer(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > SPARE_OUT_CAPACITY {
+        return;
+    }
+    buf.clear();
+    let _ = SPARE_OUT.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_MAX {
+            s.push(buf);
+        }
+    });
 }
 
 impl InBuf {

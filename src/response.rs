@@ -198,7 +198,7 @@ const CORK_FILE_MAX: u64 = 64 * 1024;
 impl Output {
     pub fn new() -> Output {
         Output {
-            buf: Vec::new(),
+            buf: crate::buffers::output_buffer(),
             pos: 0,
             parts: VecDeque::new(),
             part_off: 0,
@@ -469,6 +469,12 @@ impl Output {
 impl Default for Output {
     fn default() -> Self {
         Output::new()
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        crate::buffers::return_output_buffer(std::mem::take(&mut self.buf));
     }
 }
 
