@@ -45,10 +45,49 @@ std::thread_local! {
 /// [`SPARE_MAX`] x 4 KiB.
 const SPARE_OUT_CAPACITY: usize = 4096;
 
+std::thread_local! {
+    /// Where request heads are copied to be shared (see [`shared_head`]).
+    static HEADS: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// Heads up to this long are copied into [`HEADS`]; a longer one gets an
+/// allocation of its own, so that one large head does not leave a large
+/// buffer behind.
+const HEADS_CAPACITY: usize = 4096;
+
 /// Let the spare buffers go (an idle worker keeps none).
 pub fn drop_spares() {
     let _ = SPARE.try_with(|s| *s.borrow_mut() = Vec::new());
     let _ = SPARE_OUT.try_with(|s| *s.borrow_mut() = Vec::new());
+    let _ = HEADS.try_with(|h| *h.borrow_mut() = bytes::BytesMut::new());
+}
+
+/// A shared copy of a request head, which the request's target and field
+/// values are slices of. Heads are copied one after another into a
+/// reference-counted buffer of [`HEADS_CAPACITY`]; when it is full and
+/// nothing holds the heads in it any more (the usual case: a request is
+/// done before long), the next copy starts again at its beginning. So a
+/// head costs no allocation, where a `Bytes` of its own would take two
+/// (the copy, and the shared header that its first slice makes). A field
+/// value that an application keeps keeps that buffer; the next heads then
+/// go to a new one, and the old one is freed with its last slice.
+pub fn shared_head(head: &[u8]) -> bytes::Bytes {
+    if head.len() > HEADS_CAPACITY {
+        return bytes::Bytes::copy_from_slice(head);
+    }
+    HEADS
+        .try_with(|h| {
+            let mut h = h.borrow_mut();
+            if h.capacity() < head.len() {
+                // The buffer is full (or there is none yet): start again
+                // at its beginning when nothing else holds it, else take a
+                // new one of HEADS_CAPACITY.
+                h.reserve(HEADS_CAPACITY);
+            }
+            h.extend_from_slice(head);
+            h.split().freeze()
+        })
+        .unwrap_or_else(|_| bytes::Bytes::copy_from_slice(head))
 }
 
 /// An empty output buffer: a spare if there is one.
@@ -223,6 +262,37 @@ fn temp_file() -> io::Result<File> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// Heads copied into the shared buffer stay intact however many come
+    /// after them, whether a slice of them is kept past a refill or not,
+    /// and heads of every length (up to past the buffer's size) come back
+    /// as they went in.
+    #[test]
+    fn shared_heads_are_never_overwritten() {
+        let head = |i: usize| -> Vec<u8> {
+            let len = (i * 37) % (HEADS_CAPACITY + 300) + 1;
+            (0..len).map(|j| (i * 7 + j) as u8).collect()
+        };
+        let mut kept = Vec::new();
+        for i in 0..2000 {
+            let want = head(i);
+            let got = shared_head(&want);
+            assert_eq!(&got[..], &want[..], "head {i}");
+            if i % 13 == 0 {
+                // A field value an application holds on to.
+                kept.push((i, got.slice(got.len() / 2..)));
+            }
+        }
+        for (i, part) in kept {
+            let want = head(i);
+            assert_eq!(&part[..], &want[want.len() / 2..], "kept head {i}");
+        }
+        drop_spares();
+        assert_eq!(
+            &shared_head(b"GET / HTTP/1.1\r\n\r\n")[..],
+            b"GET / HTTP/1.1\r\n\r\n"
+        );
+    }
 
     #[test]
     fn body_spills_to_a_file_and_reads_back() {

@@ -192,7 +192,7 @@ fn validate(head_bytes: &[u8], limits: &Limits) -> Result<Box<Head>, Error> {
     // One copy of the head, shared: the target and each field value below
     // are slices of it rather than allocations and copies of their own (as
     // hyper does). A value the application keeps keeps the whole head.
-    let shared = Bytes::copy_from_slice(head_bytes);
+    let shared = crate::buffers::shared_head(head_bytes);
     let within = |part: &[u8]| {
         let at = (part.as_ptr() as usize).wrapping_sub(head_bytes.as_ptr() as usize);
         match at.checked_add(part.len()) {
