@@ -261,8 +261,27 @@ fn method_too_long(line: &[u8]) -> bool {
 
 /// `tchar` (RFC 9110 §5.6.2).
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// [`is_tchar`] by byte value: asked of every request's method, and of
+/// each name in `Forwarded` and `Range`; one load instead of a search of
+/// the fifteen symbols for every byte that is not a letter or digit.
+const TCHAR: [bool; 256] = {
+    let symbols = b"!#$%&'*+-.^_`|~";
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < symbols.len() {
+        table[symbols[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Where the minor digit of an `HTTP/1.x` request line with x above 1 is.
 fn higher_minor(head: &[u8]) -> Option<usize> {

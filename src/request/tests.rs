@@ -686,3 +686,15 @@ fn the_parser_admits_only_what_header_value_admits() {
         }
     }
 }
+
+/// RFC 9110 §5.6.2 defines tokens twice: `tchar` lists its symbols, and the
+/// prose says a token is visible ASCII without the delimiters
+/// `"(),/:;<=>?@[\]{}`. The table `is_tchar` reads agrees with the second
+/// for every byte value.
+#[test]
+fn tchar_is_visible_ascii_without_delimiters() {
+    for b in 0..=255u8 {
+        let want = (0x21..=0x7e).contains(&b) && !b"\"(),/:;<=>?@[\\]{}".contains(&b);
+        assert_eq!(super::is_tchar(b), want, "byte {b:#04x}");
+    }
+}
