@@ -14,7 +14,7 @@ use std::fmt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
 
-use crate::response::ENGINE_OWNED;
+use crate::response::is_engine_owned;
 
 /// The largest header block a script may print.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -185,7 +185,7 @@ fn parse_block(block: &[u8]) -> Result<Head, HeadError> {
                     .then(|| v.parse().ok())
                     .flatten()
             });
-        } else if ENGINE_OWNED.contains(&name) {
+        } else if is_engine_owned(&name) {
             // RFC 3875 §6.3: fields about the connection to the client are
             // the server's; the writer would drop them too, but a parsed
             // head should not carry what will never be sent.
