@@ -28,12 +28,8 @@ pub(crate) fn split(v: &[u8]) -> Option<Authority<'_>> {
         }
         v.split_at(close + 1)
     } else {
-        let colon = v.iter().position(|&b| b == b':').unwrap_or(v.len());
-        let (host, rest) = v.split_at(colon);
-        if !reg_name(host) {
-            return None;
-        }
-        (host, rest)
+        // What follows the reg-name must be nothing or the port.
+        v.split_at(reg_name_len(v)?)
     };
     let port = match rest {
         [] => None,
@@ -45,14 +41,17 @@ pub(crate) fn split(v: &[u8]) -> Option<Authority<'_>> {
 
 /// `port = *DIGIT` (RFC 3986 §3.2.3), and a TCP port: at most 65535.
 fn valid_port(digits: &[u8]) -> bool {
-    digits.iter().all(u8::is_ascii_digit)
-        && digits
-            .iter()
-            .try_fold(0u32, |n, &d| {
-                let n = n * 10 + u32::from(d - b'0');
-                (n <= MAX_PORT).then_some(n)
-            })
-            .is_some()
+    let mut n = 0u32;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return false;
+        }
+        n = n * 10 + u32::from(d - b'0');
+        if n > MAX_PORT {
+            return false;
+        }
+    }
+    true
 }
 
 /// What is inside the brackets: an IPv6 address (RFC 3986 §3.2.2; no zone
@@ -72,24 +71,26 @@ fn ip_literal(inside: &[u8]) -> bool {
     std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )`; an IPv4
-/// address is one too.
-fn reg_name(host: &[u8]) -> bool {
+/// The length of the `reg-name = *( unreserved / pct-encoded /
+/// sub-delims )` at the start of `v` (an IPv4 address is one too): up to
+/// the first byte that can be no part of one. None for a `%` without two
+/// hex digits.
+fn reg_name_len(v: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while i < host.len() {
-        match host[i] {
+    while i < v.len() {
+        match v[i] {
             b if PLAIN[usize::from(b)] => i += 1,
             b'%' => {
-                let hex = |k: usize| host.get(i + k).is_some_and(u8::is_ascii_hexdigit);
+                let hex = |k: usize| v.get(i + k).is_some_and(u8::is_ascii_hexdigit);
                 if !(hex(1) && hex(2)) {
-                    return false;
+                    return None;
                 }
                 i += 3;
             }
-            _ => return false,
+            _ => break,
         }
     }
-    true
+    Some(i)
 }
 
 /// The bytes a reg-name holds as they are (unreserved and sub-delims), by
