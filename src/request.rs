@@ -191,7 +191,8 @@ fn validate(head_bytes: &[u8], limits: &Limits) -> Result<Box<Head>, Error> {
         Method::from_bytes(method.as_bytes()).map_err(|_| Error::Malformed("invalid method"))?;
     // One copy of the head, shared: the target and each field value below
     // are slices of it rather than allocations and copies of their own (as
-    // hyper does). A value the application keeps keeps the whole head.
+    // hyper does). A value the application keeps keeps the buffer the head
+    // was copied into (see `shared_head`).
     let shared = crate::buffers::shared_head(head_bytes);
     let within = |part: &[u8]| {
         let at = (part.as_ptr() as usize).wrapping_sub(head_bytes.as_ptr() as usize);
