@@ -1,9 +1,7 @@
 //! Build script: `SPYGLASS_VERSION` for `spyglass --version`, the package
 //! version plus the git revision when built from a checkout
 //! ("0.1.0 (git 0123456789ab)"), the package version alone otherwise (a
-//! crate from crates.io, a tarball, no git on PATH); and packed relative
-//! relocations for the `spyglass` binary where the toolchain and C library
-//! have them (see [`packed_relocations`]).
+//! crate from crates.io, a tarball, no git on PATH).
 //!
 //! No build dependencies: it runs `git` when the manifest directory holds a
 //! `.git` (a directory, or a worktree's file) and watches only the files a
@@ -11,7 +9,7 @@
 //! cargo reruns it after a commit, not on every build.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn main() {
     let version = env("CARGO_PKG_VERSION");
@@ -33,59 +31,6 @@ fn main() {
         }
     };
     println!("cargo:rustc-env=SPYGLASS_VERSION={full}");
-    if packed_relocations() {
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    }
-}
-
-/// Whether to link the `spyglass` binary with `-z pack-relative-relocs`
-/// (DT_RELR: GNU ld 2.38, glibc 2.36). A position-independent executable
-/// carries a relocation for every pointer in its data, 24 bytes each in
-/// the classic format (6,700 of them: 162 KB of the 2.40 MB binary);
-/// packed, they take 2 KB. A scale-to-zero server is often started with
-/// its binary out of the page cache, and the kernel reads the whole file
-/// then: 6.5% less to read (cold start after drop_caches, 30 interleaved
-/// runs: 8.67 ms median, 8.25 packed). The result needs glibc 2.36 to run
-/// (the .deb's dependency on libc6 says so), so only a native build whose
-/// C compiler links such a program and whose C library then runs it gets
-/// the flag: the probe is a tiny C program with a relative relocation,
-/// linked with the flag and run. Cross builds and custom linkers are left
-/// as they are. Only the binary: applications built on the library link
-/// as their own build says.
-fn packed_relocations() -> bool {
-    let target = env("TARGET");
-    if target != env("HOST") || !target.ends_with("-linux-gnu") {
-        return false;
-    }
-    let linker_var = format!(
-        "CARGO_TARGET_{}_LINKER",
-        target.to_uppercase().replace('-', "_")
-    );
-    if std::env::var_os(linker_var).is_some() {
-        return false;
-    }
-    let out = PathBuf::from(env("OUT_DIR"));
-    let source = out.join("relr-probe.c");
-    let probe = out.join("relr-probe");
-    // `p` needs a relative relocation in a position-independent executable.
-    let program = "static int x = 7; int *p = &x; int main(void) { return *p - 7; }\n";
-    if std::fs::write(&source, program).is_err() {
-        return false;
-    }
-    let linked = Command::new("cc")
-        .args(["-fPIE", "-pie", "-Wl,-z,pack-relative-relocs", "-o"])
-        .arg(&probe)
-        .arg(&source)
-        .stdout(Stdio::null())
-        .output()
-        // Older linkers ignore an unknown -z option with a warning.
-        .is_ok_and(|o| o.status.success() && o.stderr.is_empty());
-    linked
-        && Command::new(&probe)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
 }
 
 fn env(name: &str) -> String {
