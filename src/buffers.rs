@@ -1,10 +1,13 @@
-//! A connection's two buffers: [`InBuf`] for bytes read but not yet parsed,
-//! and [`BodyStore`] for a request body being received.
+//! A connection's buffers: [`InBuf`] for bytes read but not yet parsed,
+//! and [`BodyStore`] for a request body being received; and what a worker
+//! keeps between connections so that each one does not allocate its own:
+//! spare input and output buffers, and the buffer request heads are copied
+//! into to be shared ([`shared_head`]).
 //!
 //! An idle connection keeps a small input buffer (2 KiB) and nothing else,
 //! so thousands of slow or idle clients cost a few MiB, not a worker. Bodies
 //! larger than `--body-buffer` go to an unlinked temporary file rather than
-//! memory.
+//! memory. An idle worker lets every spare go ([`drop_spares`]).
 
 use std::fs::File;
 use std::io::{self, Seek, Write};
