@@ -9,9 +9,11 @@
 //! larger than `--body-buffer` go to an unlinked temporary file rather than
 //! memory. An idle worker lets every spare go ([`drop_spares`]).
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::os::fd::AsFd;
+use std::thread::LocalKey;
 
 use crate::handler::RequestBody;
 
@@ -30,17 +32,21 @@ std::thread_local! {
     /// `Connection: close` client would otherwise cost an allocation (and
     /// its zeroing, and the allocator's consolidation of small chunks that a
     /// 2 KiB request triggers) per request. Per thread: a worker is one.
-    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: Spares = const { RefCell::new(Vec::new()) };
 }
 
-/// Spare input buffers kept at most (16 x 2 KiB).
+/// Buffers of closed connections, kept for the next ones (per thread: a
+/// worker is one).
+type Spares = RefCell<Vec<Vec<u8>>>;
+
+/// Spare buffers of each kind kept at most (16 x 2 KiB of input).
 const SPARE_MAX: usize = 16;
 
 std::thread_local! {
     /// Output buffers (a response's head and small body) of closed
     /// connections, emptied, for the next ones: the same saving as
     /// [`SPARE`], on the way out.
-    static SPARE_OUT: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE_OUT: Spares = const { RefCell::new(Vec::new()) };
 }
 
 /// An output buffer is kept as a spare only up to this capacity (a head
@@ -50,7 +56,7 @@ const SPARE_OUT_CAPACITY: usize = 4096;
 
 std::thread_local! {
     /// Where request heads are copied to be shared (see [`shared_head`]).
-    static HEADS: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+    static HEADS: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
 }
 
 /// Heads up to this long are copied into [`HEADS`]; a longer one gets an
@@ -93,13 +99,25 @@ pub fn shared_head(head: &[u8]) -> bytes::Bytes {
         .unwrap_or_else(|_| bytes::Bytes::copy_from_slice(head))
 }
 
+/// A buffer from `spares`, if it holds one.
+fn take_spare(spares: &'static LocalKey<Spares>) -> Option<Vec<u8>> {
+    spares.try_with(|s| s.borrow_mut().pop()).ok().flatten()
+}
+
+/// Keep `buf` in `spares` for the next connection, unless it already holds
+/// [`SPARE_MAX`].
+fn keep_spare(spares: &'static LocalKey<Spares>, buf: Vec<u8>) {
+    let _ = spares.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_MAX {
+            s.push(buf);
+        }
+    });
+}
+
 /// An empty output buffer: a spare if there is one.
 pub fn output_buffer() -> Vec<u8> {
-    SPARE_OUT
-        .try_with(|s| s.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    take_spare(&SPARE_OUT).unwrap_or_default()
 }
 
 /// Give an output buffer back for the next connection.
@@ -108,19 +126,12 @@ pub fn return_output_buffer(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    let _ = SPARE_OUT.try_with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_MAX {
-            s.push(buf);
-        }
-    });
+    keep_spare(&SPARE_OUT, buf);
 }
 
 impl InBuf {
     pub fn new() -> InBuf {
-        let buf = SPARE
-            .with(|s| s.borrow_mut().pop())
-            .unwrap_or_else(|| vec![0; INITIAL]);
+        let buf = take_spare(&SPARE).unwrap_or_else(|| vec![0; INITIAL]);
         InBuf {
             buf,
             start: 0,
@@ -190,13 +201,7 @@ impl Drop for InBuf {
     /// are never read: only what a read fills is).
     fn drop(&mut self) {
         if self.buf.len() == INITIAL {
-            let buf = std::mem::take(&mut self.buf);
-            let _ = SPARE.try_with(|s| {
-                let mut s = s.borrow_mut();
-                if s.len() < SPARE_MAX {
-                    s.push(buf);
-                }
-            });
+            keep_spare(&SPARE, std::mem::take(&mut self.buf));
         }
     }
 }
