@@ -531,6 +531,7 @@ impl Default for DateCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     /// The fast check and the list agree: every name in the list, and no
     /// other among the standard headers `http` knows and a few of our own
@@ -575,7 +576,6 @@ mod tests {
             assert!(is_engine_owned(&name), "{spelled}");
         }
     }
-    use http::HeaderValue;
 
     fn head(
         status: u16,
