@@ -207,6 +207,36 @@ fn pipelined_requests_are_answered_in_order() {
     assert!(c.closed());
 }
 
+/// Request heads are copied one after another into a shared buffer that
+/// later heads reuse once nothing holds the earlier ones, and a head over
+/// its 4 KiB gets a copy of its own (`buffers::shared_head`). Heads of every
+/// size from 70 bytes to past 6 KiB, 200 pipelined on one connection (so
+/// many are parsed while earlier ones are answered), each answered from its
+/// own target: none reads a later head's bytes.
+#[test]
+fn pipelined_heads_of_every_size_are_each_answered_from_their_own_bytes() {
+    let (_p, addr) = app(&["--max-head", "16K"]);
+    let mut c = Client::connect(addr);
+    let lines = |i: usize| i % 7 + 1;
+    let mut batch = Vec::new();
+    for i in 0..200usize {
+        let pad = "p".repeat((i * 97) % 6000);
+        batch.extend_from_slice(
+            format!(
+                "GET /stream?n={} HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\n\r\n",
+                lines(i)
+            )
+            .as_bytes(),
+        );
+    }
+    c.send(&batch);
+    for i in 0..200 {
+        let want: String = (0..lines(i)).map(|k| format!("line {k}\n")).collect();
+        let r = c.response().unwrap();
+        assert_eq!((r.status, r.text()), (200, want), "request {i}");
+    }
+}
+
 #[test]
 fn chunked_uploads_with_extensions_and_trailers() {
     let (_p, addr) = app(&[]);
