@@ -290,10 +290,11 @@ fn keep_alive_then_half_a_request_and_fin() {
 }
 
 /// An application's body of one part held in memory (an echo of 16 MiB,
-/// more than loopback's socket buffers take, as `big.bin` above), half sent when the client
-/// resets, or half sent to a client that sent its FIN and reads no more:
-/// the rest waits in the connection's output queue, and the connection's
-/// end (the RST, or `--write-timeout`) must leave nothing in flight.
+/// more than loopback's socket buffers take, as `big.bin` above), half
+/// sent when the client resets, or half sent to a client that sent its FIN
+/// and reads no more: the rest waits in the connection's output queue, and
+/// the connection's end (the RST, or `--write-timeout`) must leave nothing
+/// in flight.
 #[test]
 fn an_app_body_of_one_part_half_sent() {
     let body = vec![b'x'; 16 << 20];
