@@ -294,11 +294,13 @@ impl Lookout {
                 PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         };
-        if timeout == PollTimeout::NONE && self.master.is_none() && !self.rested {
-            rest();
+        let polled = if timeout == PollTimeout::NONE && self.master.is_none() && !self.rested {
             self.rested = true;
-        }
-        match poll(&mut fds, timeout) {
+            rest(&mut fds)
+        } else {
+            poll(&mut fds, timeout)
+        };
+        match polled {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => tracing::warn!(error = %e, "lookout: poll failed"),
         }
@@ -589,18 +591,23 @@ impl Lookout {
     }
 }
 
-/// Wait with nothing more than the Lookout started with: called before the
-/// first wait without a master and without a deadline, after start-up and
-/// after each master (once each: see `Lookout::rested`). The heap's free
-/// pages go back to the kernel (parsing the command line, or a master's
-/// start, took more than the Lookout keeps), and so do the stack that
-/// start-up's deep calls left behind and its mappings of the code and
-/// read-only data of the binary and its libraries (they stay in the page
-/// cache, which the next master maps anyway; what the waiting loop touches
-/// comes back as minor faults). Here, just before the poll, so that as
-/// little as possible runs between the release and the sleep.
-fn rest() {
-    if let Err(e) = sys::release_idle_pages() {
-        tracing::debug!(error = %e, "lookout: cannot release idle pages");
+/// Wait with nothing more than the Lookout started with, for as long as
+/// it takes: called for the first wait without a master and without a
+/// deadline, after start-up and after each master (once each: see
+/// `Lookout::rested`). The heap's free pages go back to the kernel
+/// (parsing the command line, or a master's start, took more than the
+/// Lookout keeps), and so do the stack that start-up's deep calls left
+/// behind and its mappings of the code and read-only data of the binary
+/// and its libraries (they stay in the page cache, which the next master
+/// maps anyway). The release and the poll are one step
+/// ([`sys::IdlePages::release_and_poll`]), so that the Lookout sleeps
+/// holding only the little code that step runs.
+fn rest(fds: &mut [PollFd<'_>]) -> nix::Result<libc::c_int> {
+    match sys::IdlePages::find() {
+        Ok(pages) => pages.release_and_poll(fds, PollTimeout::NONE),
+        Err(e) => {
+            tracing::debug!(error = %e, "lookout: cannot release idle pages");
+            poll(fds, PollTimeout::NONE)
+        }
     }
 }

@@ -473,9 +473,18 @@ pub struct Released {
 }
 
 /// Give back what an idle process holds but does not need while it
-/// sleeps: its mappings of code and read-only data (see below), the pages
-/// of its stack below the caller (deep calls at start-up left them
-/// behind), and the heap's free pages ([`trim_heap`]).
+/// sleeps: its mappings of code and read-only data (see [`IdlePages`]),
+/// the pages of its stack below the caller (deep calls at start-up left
+/// them behind), and the heap's free pages ([`trim_heap`]).
+///
+/// Call it from the main thread, just before a long sleep.
+pub fn release_idle_pages() -> io::Result<Released> {
+    IdlePages::find()?.release()
+}
+
+/// What [`release_idle_pages`] gives back, found first: finding it reads
+/// /proc/self/smaps, which runs much code and allocates, and that must
+/// happen before the release, not after it.
 ///
 /// Code and read-only data of the executable and its shared libraries:
 /// only the pages touched from now on come back, from the page cache, as
@@ -483,55 +492,110 @@ pub struct Released {
 /// touched, and many more besides: the kernel maps the neighbours of each
 /// page a fault brings in ("fault-around", 64 KiB), so a master that ran
 /// its argument parser once holds most of libc, libgcc_s and its own text
-/// for as long as it sleeps. Only mappings without a single anonymous
-/// (copied-on-write) page are dropped: relocated data (RELRO), a library
-/// with text relocations or a debugger's breakpoint make a mapping differ
-/// from its file, and dropping those would undo them.
+/// for as long as it sleeps; and for the same reason each piece of code
+/// that runs between the release and the sleep brings 64 KiB back (see
+/// [`IdlePages::release_and_poll`]). Only mappings without a single
+/// anonymous (copied-on-write) page are dropped: relocated data (RELRO), a
+/// library with text relocations or a debugger's breakpoint make a mapping
+/// differ from its file, and dropping those would undo them.
 ///
-/// The stack: everything more than [`STACK_KEPT`] below this function's
-/// frame is dead (no frame lives there, and the main thread is the only
-/// user of its stack), so its pages can go; a deeper call later gets
-/// fresh zeroed pages, as it would have on first use.
-///
-/// Call it from the main thread, just before a long sleep.
-pub fn release_idle_pages() -> io::Result<Released> {
-    let exe = std::fs::read_link("/proc/self/exe")?;
-    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-    let mut released = Released::default();
-    let mut stack = None;
-    for m in Mapping::parse_all(&smaps) {
-        if m.path == "[stack]" && m.perms == "rw-p" {
-            stack = Some(m.start..m.start + m.len);
-            continue;
+/// The stack: everything more than [`STACK_KEPT`] below the releasing
+/// function's frame is dead (no frame lives there, and the main thread is
+/// the only user of its stack), so its pages can go; a deeper call later
+/// gets fresh zeroed pages, as it would have on first use.
+pub struct IdlePages {
+    /// (start, length) of each code or read-only data mapping to drop.
+    code: Vec<(usize, usize)>,
+    /// The main thread's stack mapping.
+    stack: Option<std::ops::Range<usize>>,
+}
+
+impl IdlePages {
+    /// Read /proc/self/smaps for what can go, and give the heap's free
+    /// pages back now (the heap is done with: nothing runs from here to
+    /// the release that allocates, but for this function's own result).
+    pub fn find() -> io::Result<IdlePages> {
+        let exe = std::fs::read_link("/proc/self/exe")?;
+        let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+        let mut pages = IdlePages {
+            code: Vec::new(),
+            stack: None,
+        };
+        for m in Mapping::parse_all(&smaps) {
+            if m.path == "[stack]" && m.perms == "rw-p" {
+                pages.stack = Some(m.start..m.start + m.len);
+                continue;
+            }
+            let file = std::path::Path::new(m.path);
+            let code = m.perms == "r-xp" || m.perms == "r--p";
+            let ours = file == exe || is_shared_object(m.path);
+            if code && ours && m.anonymous_kib == 0 {
+                pages.code.push((m.start, m.len));
+            }
         }
-        let file = std::path::Path::new(m.path);
-        let code = m.perms == "r-xp" || m.perms == "r--p";
-        let ours = file == exe || is_shared_object(m.path);
-        if !code || !ours || m.anonymous_kib != 0 {
-            continue;
-        }
-        // SAFETY: the range is a private, read-only mapping of the
-        // executable or of a shared library, with no page that differs
-        // from the file (no anonymous page: checked above; it is not
-        // writable, so none can appear between that read and this call).
-        // MADV_DONTNEED on such a file-backed private mapping drops the
-        // page-table entries only; the next access maps the same bytes
-        // from the file again (from the old inode, if the file was
-        // replaced since: the mapping holds it). The code running now,
-        // this function included, simply faults back in.
-        let r = unsafe { libc::madvise(m.start as *mut libc::c_void, m.len, libc::MADV_DONTNEED) };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        released.code += m.len;
+        drop(smaps);
+        trim_heap();
+        Ok(pages)
     }
-    drop(smaps);
-    trim_heap();
-    // Last, so that no deeper call follows to bring pages back.
-    if let Some(range) = stack {
-        released.stack = release_stack_below_here(range)?;
+
+    /// Give the pages back.
+    pub fn release(self) -> io::Result<Released> {
+        let released = self.drop_code()?;
+        // Last, so that no deeper call follows to bring pages back.
+        let stack = match &self.stack {
+            Some(range) => release_stack_below_here(range.clone())?,
+            None => 0,
+        };
+        Ok(Released {
+            code: released,
+            stack,
+        })
     }
-    Ok(released)
+
+    /// Give the pages back and sleep in poll(2) at once, for a process
+    /// whose sleep is its whole idle life (the Lookout): between the
+    /// release and the sleep only this function's own code runs (and
+    /// libc's `madvise` and `poll`), so the code that comes back with
+    /// fault-around is one or two 64 KiB windows of the executable rather
+    /// than every function on the way back to a caller's poll. The stack
+    /// below this frame goes too. Returns what poll(2) returned.
+    #[inline(never)]
+    pub fn release_and_poll(
+        self,
+        fds: &mut [nix::poll::PollFd<'_>],
+        timeout: nix::poll::PollTimeout,
+    ) -> nix::Result<libc::c_int> {
+        // An error here only leaves pages mapped: sleep all the same.
+        let _ = self.drop_code();
+        if let Some(range) = &self.stack {
+            let _ = release_stack_below_here(range.clone());
+        }
+        nix::poll::poll(fds, timeout)
+    }
+
+    /// Drop the code mappings' page-table entries; the bytes dropped.
+    fn drop_code(&self) -> io::Result<usize> {
+        let mut released = 0;
+        for &(start, len) in &self.code {
+            // SAFETY: the range is a private, read-only mapping of the
+            // executable or of a shared library, with no page that
+            // differs from the file: so smaps said when `find` read it,
+            // just before (its callers run nothing in between that could
+            // unmap a library), it had no anonymous page, and being
+            // read-only none can have appeared since.
+            // MADV_DONTNEED on such a file-backed private mapping drops
+            // the page-table entries only; the next access maps the same
+            // bytes from the file again (from the old inode, if the file
+            // was replaced since: the mapping holds it). The code running
+            // now, this function included, simply faults back in.
+            let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            released += len;
+        }
+        Ok(released)
+    }
 }
 
 /// How much of the stack below the frame that releases it stays: room for
@@ -698,5 +762,33 @@ Anonymous:             0 kB
         let text = format!("{:?}", std::fs::read_link("/proc/self/exe"));
         assert!(text.contains("Ok("), "{text}");
         assert!(release_idle_pages().is_ok());
+    }
+
+    #[test]
+    fn the_poll_after_a_release_sees_its_events_and_code_comes_back() {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let (quiet, _quiet_w) = nix::unistd::pipe().expect("pipe");
+        nix::unistd::write(&w, b"x").expect("write");
+        let pages = IdlePages::find().expect("smaps readable");
+        assert!(!pages.code.is_empty());
+        let mut fds = [
+            PollFd::new(quiet.as_fd(), PollFlags::POLLIN),
+            PollFd::new(r.as_fd(), PollFlags::POLLIN),
+        ];
+        let ready = pages
+            .release_and_poll(&mut fds, PollTimeout::from(1000u16))
+            .expect("poll");
+        assert_eq!(ready, 1);
+        assert_eq!(fds[0].revents(), Some(PollFlags::empty()));
+        assert!(
+            fds[1]
+                .revents()
+                .is_some_and(|e| e.contains(PollFlags::POLLIN))
+        );
+        let mut byte = [0u8; 1];
+        assert_eq!(nix::unistd::read(&r, &mut byte), Ok(1));
+        assert_eq!(format!("{byte:?}"), "[120]");
     }
 }

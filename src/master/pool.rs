@@ -283,7 +283,14 @@ impl Master<'_> {
         // own and its libraries'), the stack its start-up used and the
         // heap's free pages go, so that an idle master holds only what its
         // loop touches. After READY=1, which this must not delay.
-        let _ = crate::sys::release_idle_pages();
+        match crate::sys::release_idle_pages() {
+            Ok(r) => tracing::debug!(
+                code_kib = r.code >> 10,
+                stack_kib = r.stack >> 10,
+                "released the pages start-up used"
+            ),
+            Err(e) => tracing::debug!(error = %e, "cannot release idle pages"),
+        }
         // Workers of the image that re-executed us serve until now.
         for w in self.workers.iter_mut().filter(|w| w.slot.is_none()) {
             w.tell_stop();
