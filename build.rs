@@ -56,7 +56,11 @@ fn main() {
 /// median with `libgcc_s.so.1`, 6.42 without (and 7.43 against 6.82 in 20
 /// more); from the page cache, 0.15 to 0.25 ms less from `execve` to
 /// `main` (one library fewer to map and relocate). The binary grows by
-/// 24 KB, the unwinder's code.
+/// 24 KB, the unwinder's code. GCC 12's unwinder asks glibc for
+/// `_dl_find_object` (2.35), so the binary needs glibc 2.35 where it
+/// needed 2.34; that is a versioned symbol, so the .deb's `Depends` says
+/// so (dpkg-shlibdeps: `libc6 (>= 2.35)`), and a build from source links
+/// against the host's own toolchain.
 ///
 /// How: Rust's standard library asks for the unwinder as `-lgcc_s` on
 /// linux-gnu, and the linker takes the first `libgcc_s.so` on its search
