@@ -20,7 +20,7 @@ use spyglass::site::{Site, Sites};
 use spyglass::static_files::StaticFiles;
 
 fn main() {
-    let cli: Cli = cli::parse().unwrap_or_else(|e| usage_error(&e));
+    let cli: Cli = cli::parse_cli().unwrap_or_else(|e| usage_error(&e));
     match cli.command {
         Some(Command::Check(c)) => check(&c.site, c.server.config()),
         Some(Command::Ctl(c)) => std::process::exit(spyglass::ctl::run(&c)),
