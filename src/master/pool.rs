@@ -163,6 +163,13 @@ impl Master<'_> {
             }
             Forked::Parent(pid) => {
                 drop(theirs);
+                // Let the new worker run now if the scheduler put it on
+                // this CPU (it does for the first of a pool, seen with
+                // ftrace): otherwise it waits until the master sleeps,
+                // after forking the rest. On a cold start that worker is
+                // the one the waiting connection needs (from the fork to
+                // its accept, 30 starts: 0.21-0.27 ms, 0.14-0.16 with this).
+                let _ = nix::sched::sched_yield();
                 tracing::info!(
                     event = "worker-start",
                     pid = pid.as_raw(),
