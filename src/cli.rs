@@ -898,19 +898,23 @@ mod tests {
         args.iter().map(OsString::from).collect()
     }
 
+    /// A Lookout's command line with its own flags, a server flag and,
+    /// after `--`, a ROOT that looks like a flag.
+    const LOOKOUT_ARGV: [&str; 9] = [
+        "spyglass",
+        "lookout",
+        "--pid-file",
+        "/run/s.pid",
+        "--workers",
+        "2",
+        "--boot-timeout=5s",
+        "--",
+        "--pid-file",
+    ];
+
     #[test]
     fn lookout_subcommand_and_master_argv() {
-        let argv = [
-            "spyglass",
-            "lookout",
-            "--pid-file",
-            "/run/s.pid",
-            "--workers",
-            "2",
-            "--boot-timeout=5s",
-            "--",
-            "--pid-file",
-        ];
+        let argv = LOOKOUT_ARGV;
         let cli = Cli::try_parse_from(argv).unwrap();
         let Some(Command::Lookout(l)) = cli.command else {
             panic!("no lookout subcommand");
@@ -989,17 +993,7 @@ mod tests {
                 "127.0.0.1:80",
                 "/srv/www",
             ],
-            &[
-                "spyglass",
-                "lookout",
-                "--pid-file",
-                "/run/s.pid",
-                "--workers",
-                "2",
-                "--boot-timeout=5s",
-                "--",
-                "--pid-file",
-            ],
+            &LOOKOUT_ARGV,
         ] {
             let fast = parse_cli_from(os(argv)).unwrap_or_else(|| panic!("{argv:?}"));
             assert_eq!(format!("{fast:?}"), full(argv), "{argv:?}");
