@@ -65,11 +65,12 @@ fn main() {
 /// How: Rust's standard library asks for the unwinder as `-lgcc_s` on
 /// linux-gnu, and the linker takes the first `libgcc_s.so` on its search
 /// path (normally gcc's linker script naming `libgcc_s.so.1`). Here a
-/// linker script of that name names `libgcc_eh.a`, the static unwinder,
-/// found with `cc -print-file-name`. Only on a native linux-gnu build that
-/// links with `cc` (no custom linker, not `crt-static`, which links the
-/// unwinder statically already), and only if a probe linked this way
-/// walks its own stack with `_Unwind_Backtrace`. Only the binary (and the
+/// linker script of that name names `libgcc_eh.a`, the static unwinder
+/// (`cc -print-file-name` says whether the toolchain has it). Only on a
+/// native linux-gnu build that links with `cc` (no custom linker, not
+/// `crt-static`, which links the unwinder statically already), and only
+/// if a probe linked this way walks its own stack with
+/// `_Unwind_Backtrace`. Only the binary (and the
 /// examples, see below): applications built on the library link as their
 /// own build says.
 fn static_unwinder() -> Option<PathBuf> {
@@ -88,7 +89,7 @@ fn static_unwinder() -> Option<PathBuf> {
     {
         return None;
     }
-    let archive = Command::new("cc")
+    let has_archive = Command::new("cc")
         .arg("-print-file-name=libgcc_eh.a")
         .stderr(Stdio::null())
         .output()
@@ -97,13 +98,16 @@ fn static_unwinder() -> Option<PathBuf> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|p| PathBuf::from(p.trim()))
         // Not found, cc prints the bare name back.
-        .filter(|p| p.is_absolute() && p.is_file())?;
+        .is_some_and(|p| p.is_absolute() && p.is_file());
+    if !has_archive {
+        return None;
+    }
     let dir = PathBuf::from(env("OUT_DIR")).join("static-unwinder");
     std::fs::create_dir_all(&dir).ok()?;
-    let script = format!(
-        "/* spyglass's build.rs: the unwinder from the archive, not libgcc_s.so.1 */\nINPUT ( {} )\n",
-        archive.display()
-    );
+    // By name, not by path: the linker finds it where cc's own search
+    // path says, so a compiler upgraded since this script last ran (cargo
+    // keeps its output until build.rs changes) links against its own.
+    let script = "/* spyglass's build.rs: the unwinder from the archive, not libgcc_s.so.1 */\nINPUT ( -lgcc_eh )\n";
     std::fs::write(dir.join("libgcc_s.so"), script).ok()?;
     // The probe: walks its own stack, linked with the directory first.
     let source = dir.join("probe.c");
