@@ -771,13 +771,14 @@ pub fn parse<P: Parser>() -> Result<P, String> {
 /// them (the server's own start, which a scale-to-zero site makes on every
 /// wake-up), and with only the Lookout's when it names `lookout` (whose
 /// heap keeps the holes that parsing leaves: 24 KiB less resident,
-/// `bench/lookout`). clap builds the parser of every subcommand before it reads an
-/// argument: 244,000 of the 490,000 instructions of a server's parse, and
-/// most of a 188 KB heap peak whose fresh pages each cost a fault (from
-/// `main` to the site opened, ftrace, 15 cold starts each: 0.49-0.57 ms,
-/// 0.34-0.36 without them). What the shorter parser accepts, the full one
-/// reads the same: the first argument names no subcommand, and after any
-/// other a subcommand is not allowed (`args_conflicts_with_subcommands`;
+/// `bench/lookout`). clap builds the parser of every subcommand before it
+/// reads an argument: 244,000 of the 490,000 instructions of a server's
+/// parse, and most of a 188 KB heap peak whose fresh pages each cost a
+/// fault (from `main` to the site opened, ftrace, 15 cold starts each:
+/// 0.49-0.57 ms, 0.34-0.36 without them). What the shorter parser accepts,
+/// the full one reads the same: the first argument names no other
+/// subcommand, and after any other argument a subcommand is not allowed
+/// (`args_conflicts_with_subcommands`;
 /// `cli::tests::the_server_parser_reads_as_the_full_one`). What it does
 /// not accept (a bad flag, `--help`, `--version`) goes to the full parser,
 /// so messages and help are the full parser's own.
@@ -794,6 +795,7 @@ pub fn parse_cli_from(args: impl IntoIterator<Item = OsString>) -> Option<Cli> {
     if !lookout && first.is_some_and(<Command as Subcommand>::has_subcommand) {
         return None;
     }
+    // The settings of `Cli`'s `#[command]` that bear on parsing.
     let server = clap::Command::new("spyglass")
         .version(VERSION)
         .args_conflicts_with_subcommands(true)
