@@ -638,6 +638,15 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
         (&["--no-such-flag"], &[], "--no-such-flag"),
         (&[], &[("SPYGLASS_IDLE_TIMEOUT", "soon")], "--idle-timeout"),
         (&[], &[("SPYGLASS_WORKERS", "-1")], "--workers"),
+        // The Lookout's command line goes through a parser of its own
+        // first (cli::parse_cli): its mistakes read the same.
+        (
+            &["lookout", "--boot-timeout", "soon"],
+            &[],
+            "--boot-timeout",
+        ),
+        (&["lookout", "--no-such-flag"], &[], "--no-such-flag"),
+        (&["lookout", "--workers", "0"], &[], "--workers"),
     ];
     for (args, env, flag) in cases {
         let mut cmd = Command::new(spyglass());
@@ -658,6 +667,8 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
     let ok = Command::new(spyglass()).arg("--help").output().unwrap();
     assert_eq!(ok.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("SPYGLASS_IDLE_TIMEOUT"));
+    // The full parser's help, subcommands and all.
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("lookout"));
 }
 
 #[test]
