@@ -752,7 +752,7 @@ fn a_pid_file_held_by_a_live_lookout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("l.pid");
     let pf = pid_file.to_str().unwrap();
-    let first = Lookout::start(
+    let mut first = Lookout::start(
         &spyglass(),
         &["--pid-file", pf, site.path().to_str().unwrap()],
     );
@@ -779,6 +779,11 @@ fn a_pid_file_held_by_a_live_lookout_is_refused() {
         .args(["lookout", "--boot-timeout", "soon"])
         .start();
     assert_eq!(bad.wait_exit(T).and_then(|s| s.code()), Some(2));
+    // TERM to the first, asleep with no master (its pages given back in
+    // the same step as its poll): it wakes, exits 0, removes its pid file.
+    first.signal(Signal::SIGTERM);
+    assert_eq!(first.proc.wait_exit(T).and_then(|s| s.code()), Some(0));
+    assert!(!pid_file.exists(), "pid file left behind");
 }
 
 #[test]
