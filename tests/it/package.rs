@@ -108,6 +108,38 @@ fn repo_units() -> BTreeSet<String> {
         .collect()
 }
 
+/// The newest glibc version `binary` asks for (`readelf -V`: its version needs on
+/// libc.so.6), counting `GLIBC_ABI_DT_RELR`, which packed relative relocations need and
+/// glibc 2.36 introduced; it names no symbol, so dpkg-shlibdeps misses it.
+fn glibc_needed(binary: &Path) -> (u32, u32) {
+    let listing = run(Command::new("readelf").arg("-V").arg("-W").arg(binary));
+    let needs: Vec<(u32, u32)> = listing
+        .split_whitespace()
+        .filter_map(|word| match word {
+            "GLIBC_ABI_DT_RELR" => Some((2, 36)),
+            _ => version_pair(word.strip_prefix("GLIBC_")?),
+        })
+        .collect();
+    assert!(!needs.is_empty(), "no glibc version needs in:\n{listing}");
+    needs.into_iter().max().unwrap()
+}
+
+/// The highest `libc6 (>= X.Y)` in a Depends field; (0, 0) without one.
+fn libc6_minimum(depends: &str) -> (u32, u32) {
+    depends
+        .split(',')
+        .filter_map(|d| d.trim().strip_prefix("libc6 (>= ")?.strip_suffix(')'))
+        .filter_map(version_pair)
+        .max()
+        .unwrap_or((0, 0))
+}
+
+/// "2.36" (or "2.3.4", "2.36-9") as (2, 36).
+fn version_pair(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// The files (not directories) a package installs, as absolute paths.
 fn package_files(deb: &Path) -> BTreeSet<String> {
     run(Command::new("dpkg-deb").arg("--contents").arg(deb))
@@ -219,6 +251,13 @@ fn the_package_holds_the_binary_units_pages_and_completions() {
         .unwrap()
         .mode();
     assert_eq!(mode & 0o777, 0o755);
+    let needs = glibc_needed(&root.path().join("usr/bin/spyglass"));
+    let promised = libc6_minimum(&field("Depends"));
+    assert!(
+        promised >= needs,
+        "the binary needs glibc {needs:?}, Depends promises libc6 {promised:?}: {}",
+        field("Depends")
+    );
 
     // The maintainer scripts: cargo-deb's snippets once each, our upgrade reload, no start.
     let control = tempfile::tempdir().unwrap();
