@@ -508,6 +508,8 @@ pub struct IdlePages {
     code: Vec<(usize, usize)>,
     /// The main thread's stack mapping.
     stack: Option<std::ops::Range<usize>>,
+    /// The page size, asked for before the release rather than during it.
+    page: usize,
 }
 
 impl IdlePages {
@@ -520,6 +522,7 @@ impl IdlePages {
         let mut pages = IdlePages {
             code: Vec::new(),
             stack: None,
+            page: page_size(),
         };
         for m in Mapping::parse_all(&smaps) {
             if m.path == "[stack]" && m.perms == "rw-p" {
@@ -543,7 +546,7 @@ impl IdlePages {
         let released = self.drop_code()?;
         // Last, so that no deeper call follows to bring pages back.
         let stack = match &self.stack {
-            Some(range) => release_stack_below_here(range.clone())?,
+            Some(range) => release_stack_below_here(range.clone(), self.page)?,
             None => 0,
         };
         Ok(Released {
@@ -555,11 +558,14 @@ impl IdlePages {
     /// Give the pages back and sleep in poll(2) at once, for a process
     /// whose sleep is its whole idle life (the Lookout): between the
     /// release and the sleep only this function's own code runs (and
-    /// libc's `madvise` and `poll`), so the code that comes back with
-    /// fault-around is one or two 64 KiB windows of the executable rather
-    /// than every function on the way back to a caller's poll. The stack
-    /// below this frame goes too. Returns what poll(2) returned.
+    /// libc's `madvise` and `poll`, which every process maps), so the code
+    /// that comes back with fault-around is one 64 KiB window of the
+    /// executable (the functions it runs share the linker section
+    /// `.text.spyglass_rest`, which goes into `.text`, so they lie together)
+    /// rather than every function on the way back to a caller's poll. The
+    /// stack below this frame goes too. Returns what poll(2) returned.
     #[inline(never)]
+    #[unsafe(link_section = ".text.spyglass_rest")]
     pub fn release_and_poll(
         self,
         fds: &mut [nix::poll::PollFd<'_>],
@@ -568,12 +574,21 @@ impl IdlePages {
         // An error here only leaves pages mapped: sleep all the same.
         let _ = self.drop_code();
         if let Some(range) = &self.stack {
-            let _ = release_stack_below_here(range.clone());
+            let _ = release_stack_below_here(range.clone(), self.page);
         }
-        nix::poll::poll(fds, timeout)
+        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+        // SAFETY: `PollFd` is `#[repr(transparent)]` over `libc::pollfd`
+        // (nix's own `poll` makes the same cast), so `fds` is `nfds`
+        // initialised pollfd structs that poll(2) may write `revents` of;
+        // the borrow keeps them alive and the descriptors open meanwhile.
+        // Called directly rather than through nix::poll::poll, a function
+        // of its own elsewhere in the executable.
+        let n = unsafe { libc::poll(fds.as_mut_ptr().cast(), nfds, i32::from(timeout)) };
+        nix::errno::Errno::result(n)
     }
 
     /// Drop the code mappings' page-table entries; the bytes dropped.
+    #[unsafe(link_section = ".text.spyglass_rest")]
     fn drop_code(&self) -> io::Result<usize> {
         let mut released = 0;
         for &(start, len) in &self.code {
@@ -606,14 +621,14 @@ const STACK_KEPT: usize = 4 << 10;
 /// smaps) that lie more than [`STACK_KEPT`] below this frame. Not inlined:
 /// its own frame is the one measured from.
 #[inline(never)]
-fn release_stack_below_here(stack: std::ops::Range<usize>) -> io::Result<usize> {
+#[unsafe(link_section = ".text.spyglass_rest")]
+fn release_stack_below_here(stack: std::ops::Range<usize>, page: usize) -> io::Result<usize> {
     let marker = 0u8;
     let here = std::hint::black_box(&marker) as *const u8 as usize;
     if !stack.contains(&here) {
         return Ok(0); // another thread's stack
     }
     let low = stack.start;
-    let page = page_size();
     let high = here.saturating_sub(STACK_KEPT) / page * page;
     if high <= low {
         return Ok(0);
