@@ -510,6 +510,12 @@ pub struct IdlePages {
     stack: Option<std::ops::Range<usize>>,
     /// The page size, asked for before the release rather than during it.
     page: usize,
+    /// The pages of the code that runs between the release and the sleep
+    /// ([`IdlePages::release_and_poll`]), left mapped: dropped, the first
+    /// instruction after `madvise` would fault them back with 64 KiB of
+    /// fault-around; kept, the sleeping Lookout holds a page or two of its
+    /// executable instead.
+    keep: std::ops::Range<usize>,
 }
 
 impl IdlePages {
@@ -519,10 +525,12 @@ impl IdlePages {
     pub fn find() -> io::Result<IdlePages> {
         let exe = std::fs::read_link("/proc/self/exe")?;
         let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+        let page = page_size();
         let mut pages = IdlePages {
             code: Vec::new(),
             stack: None,
-            page: page_size(),
+            page,
+            keep: rest_code(page),
         };
         for m in Mapping::parse_all(&smaps) {
             if m.path == "[stack]" && m.perms == "rw-p" {
@@ -558,12 +566,13 @@ impl IdlePages {
     /// Give the pages back and sleep in poll(2) at once, for a process
     /// whose sleep is its whole idle life (the Lookout): between the
     /// release and the sleep only this function's own code runs (and
-    /// libc's `madvise` and `poll`, which every process maps), so the code
-    /// that comes back with fault-around is one 64 KiB window of the
-    /// executable (the functions it runs share the linker section
-    /// `.text.spyglass_rest`, which goes into `.text`, so they lie together)
-    /// rather than every function on the way back to a caller's poll. The
-    /// stack below this frame goes too. Returns what poll(2) returned.
+    /// libc's `madvise` and `poll`, which every process maps). The
+    /// functions it runs share the linker section `.text.spyglass_rest`
+    /// (which goes into `.text`), so they lie together on a page or two,
+    /// and those pages are not dropped: nothing faults back in before the
+    /// sleep, where each fault would bring 64 KiB of the executable with
+    /// fault-around. The stack below this frame goes too. Returns what
+    /// poll(2) returned.
     #[inline(never)]
     #[unsafe(link_section = ".text.spyglass_rest")]
     pub fn release_and_poll(
@@ -592,25 +601,56 @@ impl IdlePages {
     fn drop_code(&self) -> io::Result<usize> {
         let mut released = 0;
         for &(start, len) in &self.code {
-            // SAFETY: the range is a private, read-only mapping of the
-            // executable or of a shared library, with no page that
-            // differs from the file: so smaps said when `find` read it,
-            // just before (its callers run nothing in between that could
-            // unmap a library), it had no anonymous page, and being
-            // read-only none can have appeared since.
-            // MADV_DONTNEED on such a file-backed private mapping drops
-            // the page-table entries only; the next access maps the same
-            // bytes from the file again (from the old inode, if the file
-            // was replaced since: the mapping holds it). The code running
-            // now, this function included, simply faults back in.
-            let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
+            let end = start + len;
+            let kept = self.keep.start.clamp(start, end)..self.keep.end.clamp(start, end);
+            for (start, end) in [(start, kept.start), (kept.end, end)] {
+                if end > start {
+                    released += drop_pages(start, end - start)?;
+                }
             }
-            released += len;
         }
         Ok(released)
     }
+}
+
+/// [`IdlePages::release_and_poll`]'s type, for its address.
+type ReleaseAndPoll =
+    fn(IdlePages, &mut [nix::poll::PollFd<'_>], nix::poll::PollTimeout) -> nix::Result<libc::c_int>;
+
+/// The page-aligned range that holds the functions of
+/// `.text.spyglass_rest` (each shorter than a page; should one not be,
+/// its tail only faults back in).
+fn rest_code(page: usize) -> std::ops::Range<usize> {
+    let starts = [
+        IdlePages::release_and_poll as ReleaseAndPoll as usize,
+        IdlePages::drop_code as fn(&IdlePages) -> io::Result<usize> as usize,
+        drop_pages as fn(usize, usize) -> io::Result<usize> as usize,
+        release_stack_below_here as fn(std::ops::Range<usize>, usize) -> io::Result<usize> as usize,
+    ];
+    let low = starts.iter().min().copied().unwrap_or(0) / page * page;
+    let high = starts.iter().max().copied().unwrap_or(0) / page * page + 2 * page;
+    low..high
+}
+
+/// MADV_DONTNEED on part of a code mapping that [`IdlePages::find`] chose;
+/// the bytes dropped.
+#[inline(never)]
+#[unsafe(link_section = ".text.spyglass_rest")]
+fn drop_pages(start: usize, len: usize) -> io::Result<usize> {
+    // SAFETY: the range is (part of) a private, read-only mapping of the
+    // executable or of a shared library, with no page that differs from
+    // the file: so smaps said when `find` read it, just before (its callers
+    // run nothing in between that could unmap a library), it had no
+    // anonymous page, and being read-only none can have appeared since.
+    // MADV_DONTNEED on such a file-backed private mapping drops the
+    // page-table entries only; the next access maps the same bytes from the
+    // file again (from the old inode, if the file was replaced since: the
+    // mapping holds it). Code that runs later simply faults back in.
+    let r = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(len)
 }
 
 /// How much of the stack below the frame that releases it stays: room for
@@ -788,6 +828,17 @@ Anonymous:             0 kB
         nix::unistd::write(&w, b"x").expect("write");
         let pages = IdlePages::find().expect("smaps readable");
         assert!(!pages.code.is_empty());
+        // The step's own code stays mapped: a few pages inside the
+        // executable's code, around release_and_poll.
+        let here = IdlePages::release_and_poll as ReleaseAndPoll as usize;
+        assert!(pages.keep.contains(&here), "{:x?} {here:x}", pages.keep);
+        assert!(pages.keep.len() <= 4 * pages.page, "{:x?}", pages.keep);
+        assert!(
+            pages
+                .code
+                .iter()
+                .any(|&(start, len)| (start..start + len).contains(&here))
+        );
         let mut fds = [
             PollFd::new(quiet.as_fd(), PollFlags::POLLIN),
             PollFd::new(r.as_fd(), PollFlags::POLLIN),
