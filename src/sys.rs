@@ -619,7 +619,8 @@ type ReleaseAndPoll =
 
 /// The page-aligned range that holds the functions of
 /// `.text.spyglass_rest` (each shorter than a page; should one not be,
-/// its tail only faults back in).
+/// its tail only faults back in). Empty should a linker have put them
+/// apart: keeping what lies between would hold more than it saves.
 fn rest_code(page: usize) -> std::ops::Range<usize> {
     let starts = [
         IdlePages::release_and_poll as ReleaseAndPoll as usize,
@@ -629,6 +630,9 @@ fn rest_code(page: usize) -> std::ops::Range<usize> {
     ];
     let low = starts.iter().min().copied().unwrap_or(0) / page * page;
     let high = starts.iter().max().copied().unwrap_or(0) / page * page + 2 * page;
+    if high - low > 4 * page {
+        return 0..0;
+    }
     low..high
 }
 
