@@ -470,6 +470,9 @@ pub struct Released {
     pub code: usize,
     /// Bytes of the stack below the caller that were dropped.
     pub stack: usize,
+    /// Bytes of anonymous memory that held only zeros, dropped (see
+    /// [`IdlePages::find`]).
+    pub zero: usize,
 }
 
 /// Give back what an idle process holds but does not need while it
@@ -516,12 +519,16 @@ pub struct IdlePages {
     /// fault-around; kept, the sleeping Lookout holds a page or two of its
     /// executable instead.
     keep: std::ops::Range<usize>,
+    /// Bytes of all-zero anonymous pages `find` dropped.
+    zero: usize,
 }
 
 impl IdlePages {
     /// Read /proc/self/smaps for what can go, and give the heap's free
     /// pages back now (the heap is done with: nothing runs from here to
-    /// the release that allocates, but for this function's own result).
+    /// the release that allocates, but for this function's own result),
+    /// and the resident pages of anonymous memory that hold only zeros
+    /// (see [`drop_zero_pages`]).
     pub fn find() -> io::Result<IdlePages> {
         let exe = std::fs::read_link("/proc/self/exe")?;
         let smaps = std::fs::read_to_string("/proc/self/smaps")?;
@@ -531,7 +538,9 @@ impl IdlePages {
             stack: None,
             page,
             keep: rest_code(page),
+            zero: 0,
         };
+        let mut anonymous = Vec::new();
         for m in Mapping::parse_all(&smaps) {
             if m.path == "[stack]" && m.perms == "rw-p" {
                 pages.stack = Some(m.start..m.start + m.len);
@@ -543,9 +552,17 @@ impl IdlePages {
             if code && ours && m.anonymous_kib == 0 {
                 pages.code.push((m.start, m.len));
             }
+            // Private anonymous memory: the heap, and mappings without a
+            // file (the C library's zeroed data, an allocator's chunks).
+            if m.perms == "rw-p" && (m.path.is_empty() || m.path == "[heap]") {
+                anonymous.push((m.start, m.len));
+            }
         }
         drop(smaps);
         trim_heap();
+        if threads() == Some(1) {
+            pages.zero = drop_zero_pages(&anonymous, page);
+        }
         Ok(pages)
     }
 
@@ -560,6 +577,7 @@ impl IdlePages {
         Ok(Released {
             code: released,
             stack,
+            zero: self.zero,
         })
     }
 
@@ -611,6 +629,71 @@ impl IdlePages {
         }
         Ok(released)
     }
+}
+
+/// The threads of this process (`Threads:` of /proc/self/status).
+fn threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Threads:"))?;
+    line.trim().parse().ok()
+}
+
+/// Drop the resident pages of `ranges` (private anonymous mappings: the
+/// heap and the like, never the stack) that hold only zeros; the bytes
+/// dropped. A table allocated zeroed and never written since costs memory
+/// all the same once the allocator has cleared it (tracing's registry
+/// keeps 32 KiB of those in every process). The caller makes sure that
+/// this is the only thread: between the check of a page and its drop
+/// there must be no other writer.
+fn drop_zero_pages(ranges: &[(usize, usize)], page: usize) -> usize {
+    let (Ok(mem), Ok(pagemap)) = (
+        std::fs::File::open("/proc/self/mem"),
+        std::fs::File::open("/proc/self/pagemap"),
+    ) else {
+        return 0;
+    };
+    let most = ranges.iter().map(|&(_, len)| len / page).max().unwrap_or(0);
+    // pagemap(5): a 64-bit entry per page, bit 63 set when it is in RAM
+    // (mincore(2) would say the same, but the shipped unit's system-call
+    // filter does not allow it).
+    let mut entries = vec![0u8; most * 8];
+    let mut bytes = vec![0u8; page];
+    let mut dropped = 0;
+    for &(start, len) in ranges {
+        let entries = &mut entries[..len / page * 8];
+        let at = (start / page * 8) as u64;
+        if std::os::unix::fs::FileExt::read_exact_at(&pagemap, entries, at).is_err() {
+            continue;
+        }
+        let resident = entries
+            .chunks_exact(8)
+            .map(|e| <[u8; 8]>::try_from(e).is_ok_and(|e| u64::from_ne_bytes(e) >> 63 == 1))
+            .enumerate()
+            .filter_map(|(i, present)| present.then_some(i));
+        for i in resident {
+            let at = start + i * page;
+            // Through /proc/self/mem: the kernel copies the page, and no
+            // Rust reference to memory that other code owns is made.
+            let read = std::os::unix::fs::FileExt::read_exact_at(&mem, &mut bytes, at as u64);
+            if read.is_err() || bytes.iter().any(|&b| b != 0) {
+                continue;
+            }
+            // SAFETY: `at` is a page of a private anonymous mapping whose
+            // bytes were all zero when read just now, and nothing has
+            // written to it since: this is the only thread, no signal
+            // handler ever runs (signals are read from a signalfd), and
+            // the one write in between is the read's own into `bytes`,
+            // which copied zeros (had `bytes` been in this page, what it
+            // held was part of what was checked). MADV_DONTNEED frees such
+            // a page; the next read sees zeros and the next write gets a
+            // fresh zeroed page: the same bytes as before.
+            let r = unsafe { libc::madvise(at as *mut libc::c_void, page, libc::MADV_DONTNEED) };
+            if r == 0 {
+                dropped += page;
+            }
+        }
+    }
+    dropped
 }
 
 /// [`IdlePages::release_and_poll`]'s type, for its address.
@@ -821,6 +904,48 @@ Anonymous:             0 kB
         let text = format!("{:?}", std::fs::read_link("/proc/self/exe"));
         assert!(text.contains("Ok("), "{text}");
         assert!(release_idle_pages().is_ok());
+    }
+
+    #[test]
+    fn pages_of_zeros_are_dropped_and_read_back_as_zeros() {
+        let page = page_size();
+        let len = 8 * page;
+        // SAFETY: a fresh private anonymous mapping that only this test
+        // uses (no other thread knows its address), unmapped at the end.
+        let region = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                NonZeroUsize::new(len).unwrap(),
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+                nix::sys::mman::MapFlags::MAP_PRIVATE,
+            )
+        }
+        .expect("mmap");
+        let start = region.as_ptr() as usize;
+        // SAFETY: `len` bytes at `start` are the mapping above, ours alone.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
+        // Every page touched (resident, all zeros), then page 3 written.
+        for i in 0..8 {
+            // Volatile: a store of zero to memory known to be zero must
+            // still happen, to make the page resident.
+            // SAFETY: a pointer from a live `&mut u8` of the mapping.
+            unsafe { std::ptr::write_volatile(&mut bytes[i * page], 0) };
+        }
+        bytes[3 * page + 17] = 42;
+        let resident = |i: usize| {
+            let mut e = [0u8; 8];
+            let f = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut e, ((start / page + i) * 8) as u64)
+                .expect("pagemap entry");
+            u64::from_ne_bytes(e) >> 63 == 1
+        };
+        assert!((0..8).all(resident));
+        assert_eq!(drop_zero_pages(&[(start, len)], page), 7 * page);
+        assert_eq!((0..8).filter(|&i| resident(i)).collect::<Vec<_>>(), [3]);
+        assert_eq!(bytes[3 * page + 17], 42);
+        assert_eq!(bytes.iter().filter(|&&b| b != 0).count(), 1);
+        // SAFETY: the mapping made above; `bytes` is not used after this.
+        unsafe { nix::sys::mman::munmap(region, len) }.expect("munmap");
     }
 
     #[test]

@@ -294,6 +294,7 @@ impl Master<'_> {
             Ok(r) => tracing::debug!(
                 code_kib = r.code >> 10,
                 stack_kib = r.stack >> 10,
+                zero_kib = r.zero >> 10,
                 "released the pages start-up used"
             ),
             Err(e) => tracing::debug!(error = %e, "cannot release idle pages"),
