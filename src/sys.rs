@@ -631,6 +631,10 @@ impl IdlePages {
     }
 }
 
+/// How many bytes of resident anonymous memory [`drop_zero_pages`] reads
+/// at most.
+const ZERO_SCAN_LIMIT: usize = 4 << 20;
+
 /// The threads of this process (`Threads:` of /proc/self/status).
 fn threads() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -644,7 +648,10 @@ fn threads() -> Option<usize> {
 /// all the same once the allocator has cleared it (tracing's registry
 /// keeps 32 KiB of those in every process). The caller makes sure that
 /// this is the only thread: between the check of a page and its drop
-/// there must be no other writer.
+/// there must be no other writer. At most [`ZERO_SCAN_LIMIT`] bytes are
+/// read, in address order (the heap first): an application whose workers
+/// keep a large heap pays about a millisecond per idle period, not a scan
+/// of all of it.
 fn drop_zero_pages(ranges: &[(usize, usize)], page: usize) -> usize {
     let (Ok(mem), Ok(pagemap)) = (
         std::fs::File::open("/proc/self/mem"),
@@ -659,6 +666,7 @@ fn drop_zero_pages(ranges: &[(usize, usize)], page: usize) -> usize {
     let mut entries = vec![0u8; most * 8];
     let mut bytes = vec![0u8; page];
     let mut dropped = 0;
+    let mut budget = ZERO_SCAN_LIMIT / page;
     for &(start, len) in ranges {
         let entries = &mut entries[..len / page * 8];
         let at = (start / page * 8) as u64;
@@ -671,6 +679,10 @@ fn drop_zero_pages(ranges: &[(usize, usize)], page: usize) -> usize {
             .enumerate()
             .filter_map(|(i, present)| present.then_some(i));
         for i in resident {
+            if budget == 0 {
+                return dropped;
+            }
+            budget -= 1;
             let at = start + i * page;
             // Through /proc/self/mem: the kernel copies the page, and no
             // Rust reference to memory that other code owns is made.
