@@ -561,7 +561,7 @@ impl IdlePages {
         drop(smaps);
         trim_heap();
         if threads() == Some(1) {
-            pages.zero = drop_zero_pages(&anonymous, page);
+            pages.zero = drop_zero_pages(&anonymous, page, &near_thread_pointer());
         }
         Ok(pages)
     }
@@ -631,6 +631,20 @@ impl IdlePages {
     }
 }
 
+/// The memory around this thread's control block and static TLS, which
+/// [`drop_zero_pages`] leaves alone: the kernel writes the thread's rseq
+/// area there (the CPU it runs on) on its return to user space, a writer
+/// that a single thread does not rule out. Found by the address of a
+/// thread-local of ours, which lies in the same static TLS block; 64 KiB
+/// either way covers the block and the control block beside it.
+fn near_thread_pointer() -> std::ops::Range<usize> {
+    thread_local! {
+        static HERE: u8 = const { 0 };
+    }
+    let here = HERE.with(|h| h as *const u8 as usize);
+    here.saturating_sub(64 << 10)..here.saturating_add(64 << 10)
+}
+
 /// How many bytes of resident anonymous memory [`drop_zero_pages`] reads
 /// at most.
 const ZERO_SCAN_LIMIT: usize = 4 << 20;
@@ -648,11 +662,16 @@ fn threads() -> Option<usize> {
 /// all the same once the allocator has cleared it (tracing's registry
 /// keeps 32 KiB of those in every process). The caller makes sure that
 /// this is the only thread: between the check of a page and its drop
-/// there must be no other writer. At most [`ZERO_SCAN_LIMIT`] bytes are
+/// there must be no other writer; pages that meet `avoid` (see
+/// [`near_thread_pointer`]) are not touched. At most [`ZERO_SCAN_LIMIT`] bytes are
 /// read, in address order (the heap first): an application whose workers
 /// keep a large heap pays about a millisecond per idle period, not a scan
 /// of all of it.
-fn drop_zero_pages(ranges: &[(usize, usize)], page: usize) -> usize {
+fn drop_zero_pages(
+    ranges: &[(usize, usize)],
+    page: usize,
+    avoid: &std::ops::Range<usize>,
+) -> usize {
     let (Ok(mem), Ok(pagemap)) = (
         std::fs::File::open("/proc/self/mem"),
         std::fs::File::open("/proc/self/pagemap"),
@@ -682,8 +701,11 @@ fn drop_zero_pages(ranges: &[(usize, usize)], page: usize) -> usize {
             if budget == 0 {
                 return dropped;
             }
-            budget -= 1;
             let at = start + i * page;
+            if at < avoid.end && avoid.start < at + page {
+                continue;
+            }
+            budget -= 1;
             // Through /proc/self/mem: the kernel copies the page, and no
             // Rust reference to memory that other code owns is made.
             let read = std::os::unix::fs::FileExt::read_exact_at(&mem, &mut bytes, at as u64);
@@ -693,8 +715,10 @@ fn drop_zero_pages(ranges: &[(usize, usize)], page: usize) -> usize {
             // SAFETY: `at` is a page of a private anonymous mapping whose
             // bytes were all zero when read just now, and nothing has
             // written to it since: this is the only thread, no signal
-            // handler ever runs (signals are read from a signalfd), and
-            // the one write in between is the read's own into `bytes`,
+            // handler ever runs (signals are read from a signalfd), the
+            // kernel's rseq updates go to the thread's control block,
+            // whose surroundings are skipped (`avoid`), and the one write
+            // in between is the read's own into `bytes`,
             // which copied zeros (had `bytes` been in this page, what it
             // held was part of what was checked). MADV_DONTNEED frees such
             // a page; the next read sees zeros and the next write gets a
@@ -952,8 +976,10 @@ Anonymous:             0 kB
             u64::from_ne_bytes(e) >> 63 == 1
         };
         assert!((0..8).all(resident));
-        assert_eq!(drop_zero_pages(&[(start, len)], page), 7 * page);
-        assert_eq!((0..8).filter(|&i| resident(i)).collect::<Vec<_>>(), [3]);
+        // Page 5 is declared off limits, as the thread's block would be.
+        let avoid = start + 5 * page + 100..start + 5 * page + 200;
+        assert_eq!(drop_zero_pages(&[(start, len)], page, &avoid), 6 * page);
+        assert_eq!((0..8).filter(|&i| resident(i)).collect::<Vec<_>>(), [3, 5]);
         assert_eq!(bytes[3 * page + 17], 42);
         assert_eq!(bytes.iter().filter(|&&b| b != 0).count(), 1);
         // SAFETY: the mapping made above; `bytes` is not used after this.
