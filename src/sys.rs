@@ -478,7 +478,8 @@ pub struct Released {
 /// Give back what an idle process holds but does not need while it
 /// sleeps: its mappings of code and read-only data (see [`IdlePages`]),
 /// the pages of its stack below the caller (deep calls at start-up left
-/// them behind), and the heap's free pages ([`trim_heap`]).
+/// them behind), the heap's free pages ([`trim_heap`]), and anonymous
+/// pages that hold only zeros ([`drop_zero_pages`]).
 ///
 /// Call it from the main thread, just before a long sleep.
 pub fn release_idle_pages() -> io::Result<Released> {
@@ -506,6 +507,10 @@ pub fn release_idle_pages() -> io::Result<Released> {
 /// function's frame is dead (no frame lives there, and the main thread is
 /// the only user of its stack), so its pages can go; a deeper call later
 /// gets fresh zeroed pages, as it would have on first use.
+///
+/// Anonymous memory: the heap's free pages, and in a single-threaded
+/// process the resident pages that hold only zeros, go when `find` runs
+/// (they need no code to stay away from afterwards).
 pub struct IdlePages {
     /// (start, length) of each code or read-only data mapping to drop.
     code: Vec<(usize, usize)>,
