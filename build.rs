@@ -77,20 +77,29 @@ fn packed_relocations() -> bool {
         return false;
     }
     let dir = PathBuf::from(env("OUT_DIR")).join("packed-relocations");
-    if std::fs::create_dir_all(&dir).is_err() {
-        return false;
-    }
-    let source = dir.join("probe.c");
-    let probe = dir.join("probe");
     // `p` needs a relative relocation in a position-independent executable.
     let program = "static int x = 7;\nint *p = &x;\nint main(void) { return *p - 7; }\n";
-    if std::fs::write(&source, program).is_err() {
+    probe_runs(
+        &dir,
+        program,
+        &["-fPIE", "-pie", "-Wl,-z,pack-relative-relocs"],
+    )
+}
+
+/// Whether `program` (C), written to `dir` and linked by `cc` with
+/// `flags`, links without a word on stderr (an older linker only warns
+/// about a `-z` option it does not know) and then runs successfully.
+fn probe_runs(dir: &Path, program: &str, flags: &[&str]) -> bool {
+    let source = dir.join("probe.c");
+    let probe = dir.join("probe");
+    if std::fs::create_dir_all(dir).is_err() || std::fs::write(&source, program).is_err() {
         return false;
     }
     let linked = Command::new("cc")
-        .args(["-fPIE", "-pie", "-Wl,-z,pack-relative-relocs", "-o"])
+        .arg("-o")
         .arg(&probe)
         .arg(&source)
+        .args(flags)
         .stdout(Stdio::null())
         .output()
         .is_ok_and(|o| o.status.success() && o.stderr.is_empty());
@@ -178,30 +187,12 @@ fn static_unwinder() -> Option<PathBuf> {
     let script = "/* spyglass's build.rs: the unwinder from the archive, not libgcc_s.so.1 */\nINPUT ( -lgcc_eh )\n";
     std::fs::write(dir.join("libgcc_s.so"), script).ok()?;
     // The probe: walks its own stack, linked with the directory first.
-    let source = dir.join("probe.c");
-    let probe = dir.join("probe");
     let program = "#include <unwind.h>\n\
         static _Unwind_Reason_Code frame(struct _Unwind_Context *c, void *n)\n\
         { (void)c; ++*(int *)n; return _URC_NO_REASON; }\n\
         int main(void) { int n = 0; _Unwind_Backtrace(frame, &n); return n > 0 ? 0 : 1; }\n";
-    std::fs::write(&source, program).ok()?;
-    let linked = Command::new("cc")
-        .arg("-o")
-        .arg(&probe)
-        .arg(&source)
-        .arg(format!("-L{}", dir.display()))
-        .arg("-lgcc_s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let runs = linked
-        && Command::new(&probe)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    runs.then_some(dir)
+    let search = format!("-L{}", dir.display());
+    probe_runs(&dir, program, &[&search, "-lgcc_s"]).then_some(dir)
 }
 
 fn env(name: &str) -> String {
