@@ -668,10 +668,10 @@ fn threads() -> Option<usize> {
 /// keeps 32 KiB of those in every process). The caller makes sure that
 /// this is the only thread: between the check of a page and its drop
 /// there must be no other writer; pages that meet `avoid` (see
-/// [`near_thread_pointer`]) are not touched. At most [`ZERO_SCAN_LIMIT`] bytes are
-/// read, in address order (the heap first): an application whose workers
-/// keep a large heap pays about a millisecond per idle period, not a scan
-/// of all of it.
+/// [`near_thread_pointer`]) are not touched. At most [`ZERO_SCAN_LIMIT`]
+/// bytes are read, in address order (the heap first): an application whose
+/// workers keep a large heap pays about a millisecond per idle period, not
+/// a scan of all of it.
 fn drop_zero_pages(
     ranges: &[(usize, usize)],
     page: usize,
@@ -684,9 +684,8 @@ fn drop_zero_pages(
         return 0;
     };
     let most = ranges.iter().map(|&(_, len)| len / page).max().unwrap_or(0);
-    // pagemap(5): a 64-bit entry per page, bit 63 set when it is in RAM
-    // (mincore(2) would say the same, but the shipped unit's system-call
-    // filter does not allow it).
+    // Which pages are in RAM: pagemap (mincore(2) would say the same, but
+    // the shipped unit's system-call filter does not allow it).
     let mut entries = vec![0u8; most * 8];
     let mut bytes = vec![0u8; page];
     let mut dropped = 0;
@@ -699,7 +698,7 @@ fn drop_zero_pages(
         }
         let resident = entries
             .chunks_exact(8)
-            .map(|e| <[u8; 8]>::try_from(e).is_ok_and(|e| u64::from_ne_bytes(e) >> 63 == 1))
+            .map(|e| <[u8; 8]>::try_from(e).is_ok_and(in_ram))
             .enumerate()
             .filter_map(|(i, present)| present.then_some(i));
         for i in resident {
@@ -723,11 +722,11 @@ fn drop_zero_pages(
             // handler ever runs (signals are read from a signalfd), the
             // kernel's rseq updates go to the thread's control block,
             // whose surroundings are skipped (`avoid`), and the one write
-            // in between is the read's own into `bytes`,
-            // which copied zeros (had `bytes` been in this page, what it
-            // held was part of what was checked). MADV_DONTNEED frees such
-            // a page; the next read sees zeros and the next write gets a
-            // fresh zeroed page: the same bytes as before.
+            // in between is the read's own into `bytes`, which copied
+            // zeros (had `bytes` been in this page, what it held was part
+            // of what was checked). MADV_DONTNEED frees such a page; the
+            // next read sees zeros and the next write gets a fresh zeroed
+            // page: the same bytes as before.
             let r = unsafe { libc::madvise(at as *mut libc::c_void, page, libc::MADV_DONTNEED) };
             if r == 0 {
                 dropped += page;
@@ -735,6 +734,12 @@ fn drop_zero_pages(
         }
     }
     dropped
+}
+
+/// Whether a /proc/PID/pagemap entry (pagemap(5): 64 bits per page, in
+/// the machine's byte order) says the page is in RAM: bit 63.
+fn in_ram(entry: [u8; 8]) -> bool {
+    u64::from_ne_bytes(entry) >> 63 == 1
 }
 
 /// [`IdlePages::release_and_poll`]'s type, for its address.
@@ -978,7 +983,7 @@ Anonymous:             0 kB
             let f = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
             std::os::unix::fs::FileExt::read_exact_at(&f, &mut e, ((start / page + i) * 8) as u64)
                 .expect("pagemap entry");
-            u64::from_ne_bytes(e) >> 63 == 1
+            in_ram(e)
         };
         assert!((0..8).all(resident));
         // Page 5 is declared off limits, as the thread's block would be.
