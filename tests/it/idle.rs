@@ -136,19 +136,6 @@ impl Shape {
     }
 }
 
-/// Close with an RST instead of a FIN.
-fn reset(s: TcpStream) {
-    let _ = nix::sys::socket::setsockopt(
-        &s,
-        nix::sys::socket::sockopt::Linger,
-        &libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        },
-    );
-    drop(s);
-}
-
 /// Start an instance, play `shapes` against it at once (each on its own
 /// connection and thread), and assert that it reaches `0 in flight` and
 /// exits 0 in time. Held connections stay open until it has exited.

@@ -657,6 +657,57 @@ fn stray_notifications_cost_the_idle_lookout_nothing_like_a_rest() {
     assert_eq!(try_get(l.addr, "/").map(|r| r.0), Some(200));
 }
 
+/// The connection that wakes a resting Lookout (its pages given back, see
+/// `sys::IdlePages::release_and_poll`) may be hostile: reset at once, a
+/// half-sent request and a FIN, garbage then a reset, or a connect and a
+/// FIN alone. Each wakes it and starts a master that idles out; the
+/// Lookout rests again each time, never backs off, and the next ordinary
+/// request is answered.
+#[test]
+fn a_hostile_first_connection_to_a_resting_lookout_costs_nothing_after() {
+    let site = site();
+    let l = Lookout::start(
+        &spyglass(),
+        &["--idle-timeout", "200ms", site.path().to_str().unwrap()],
+    );
+    type Hostile = (&'static str, fn(TcpStream));
+    let shapes: [Hostile; 4] = [
+        ("reset", reset),
+        ("half request, FIN", |mut s| {
+            let _ = s.write_all(b"GET /hello.txt HT");
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        }),
+        ("garbage, reset", |mut s| {
+            let _ = s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+            reset(s);
+        }),
+        ("FIN alone", |s| {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }),
+    ];
+    for round in 0..2 {
+        for (name, shape) in &shapes {
+            l.wait_idle();
+            shape(TcpStream::connect(l.addr).unwrap());
+            assert_eq!(
+                try_get(l.addr, "/hello.txt"),
+                Some((200, "hello\n".to_owned())),
+                "round {round}, after '{name}':\n{}",
+                l.log()
+            );
+        }
+    }
+    l.wait_idle();
+    let log = l.stop();
+    assert!(!log.contains("backing off"), "{log}");
+    assert!(
+        log.matches("lookout: started the master").count() >= shapes.len(),
+        "{log}"
+    );
+}
+
 /// The abstract name (without its `@`) of a Unix socket `pid` holds.
 fn abstract_socket_of(pid: i32) -> Option<String> {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))

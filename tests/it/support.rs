@@ -831,3 +831,16 @@ impl Rng {
         self.below(one_in) == 0
     }
 }
+
+/// Close with an RST instead of a FIN.
+pub fn reset(s: std::net::TcpStream) {
+    let _ = nix::sys::socket::setsockopt(
+        &s,
+        nix::sys::socket::sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    );
+    drop(s);
+}
