@@ -12,9 +12,13 @@
 //! `floor --keepalive 127.0.0.1:PORT` is the keep-alive floor: connections
 //! stay open, and each read answers as many requests as it holds (it
 //! counts blank lines; no parsing), with one write.
+//!
+//! Started by `systemd-socket-activate` (or systemd), it serves the socket
+//! it is passed instead of binding one: the cold-start floor of
+//! `bench/coldstart`, what starting any Rust program and answering costs.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{
@@ -29,25 +33,10 @@ const KEPT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nHello, world!
 
 fn main() -> nix::Result<()> {
     let keepalive = std::env::args().any(|a| a == "--keepalive");
-    let addr: SocketAddr = std::env::args()
-        .skip(1)
-        .find(|a| a != "--keepalive")
-        .and_then(|a| a.parse().ok())
-        .expect("usage: floor [--keepalive] 127.0.0.1:PORT");
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 only")
+    let l = match passed() {
+        Some(l) => l,
+        None => bound()?,
     };
-    let l = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    setsockopt(&l, sockopt::ReuseAddr, &true)?;
-    setsockopt(&l, sockopt::TcpNoDelay, &true)?;
-    setsockopt(&l, TcpDeferAccept, &1)?;
-    bind(l.as_raw_fd(), &SockaddrIn::from(v4))?;
-    listen(&l, Backlog::new(4096)?)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(&l, EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX))?;
     let mut events = [EpollEvent::empty(); 64];
@@ -87,6 +76,38 @@ fn main() -> nix::Result<()> {
 
 /// Keep-alive: one response per request the read holds, in one write; a
 /// closed connection is closed (which also takes it out of the epoll set).
+/// The listening socket systemd's protocol passed (`LISTEN_FDS`), made
+/// non-blocking for the loop below.
+fn passed() -> Option<OwnedFd> {
+    let l = listenfd::ListenFd::from_env().take_tcp_listener(0).ok()??;
+    l.set_nonblocking(true).ok()?;
+    Some(l.into())
+}
+
+/// A socket of its own, set up as spyglass sets up those it binds.
+fn bound() -> nix::Result<OwnedFd> {
+    let addr: SocketAddr = std::env::args()
+        .skip(1)
+        .find(|a| a != "--keepalive")
+        .and_then(|a| a.parse().ok())
+        .expect("usage: floor [--keepalive] 127.0.0.1:PORT");
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only")
+    };
+    let l = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&l, sockopt::ReuseAddr, &true)?;
+    setsockopt(&l, sockopt::TcpNoDelay, &true)?;
+    setsockopt(&l, TcpDeferAccept, &1)?;
+    bind(l.as_raw_fd(), &SockaddrIn::from(v4))?;
+    listen(&l, Backlog::new(4096)?)?;
+    Ok(l)
+}
+
 fn answer_all(fd: i32, buf: &mut [u8]) {
     match nix::unistd::read(borrow(fd), buf) {
         Ok(0) | Err(nix::errno::Errno::ECONNRESET) => {
